@@ -1,6 +1,6 @@
-"""Headless command line: `python -m core index|search|models ...`.
+"""Headless command line: `python -m core COMMAND ...` (see `--help`). Every command takes `--library` and `--json`.
 
-Exit codes: 0 success, 1 error, 2 bad usage, 3 no model installed.
+Exit codes: 0 success, 1 error, 2 bad usage, 3 no model installed, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -15,12 +16,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.errors import NoModelError, PhotoSeekError
-from core.index_db import PhotoIndex
-from core.indexer import index_paths
+from core.indexer import IndexReport
+from core.library import Library
 from core.model_card import verify_files
-from core.model_store import BUILD_STARTER_HINT, ModelStore, build_starter, trainer_available
-from core.paths import LIBRARY_ENV, library_dir
-from core.search import SearchEngine
+from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
+from core.paths import LIBRARY_ENV
+from core.search import SORTS, SearchHit
+from core.tagging import Tagger
+from core.xmp import SIDECAR_STYLES
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_MODEL = 1, 2, 3
 
@@ -31,125 +34,243 @@ def _parser() -> argparse.ArgumentParser:
         "--library", metavar="DIR", help=f"library folder (default: ${LIBRARY_ENV} or the user data dir)"
     )
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    parser = argparse.ArgumentParser(prog="python -m core", description="PhotoSeek: index photos and search them.")
+    parser = argparse.ArgumentParser(prog="python -m core", description="PhotoSeek: index, tag and search photos.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    index = commands.add_parser("index", parents=[common], help="index photos in folders or files")
-    index.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+
+    index = command("index", "index photos in folders or files (they become library folders)")
+    index.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="default: every library folder")
     index.add_argument("--batch-size", type=int, default=32)
 
-    search = commands.add_parser("search", parents=[common], help="find photos matching a text")
+    search = command("search", "find photos: text, -negatives, +photo.jpg, tag:, in:, after:, before:, camera:")
     search.add_argument("query")
-    search.add_argument("--top", type=int, default=10, metavar="K", help="number of results (default 10)")
-    search.add_argument("--min-score", type=float, default=None, help="leave out results below this similarity")
+    _result_options(search)
+    search.add_argument("--sort", choices=SORTS, default="relevance")
+
+    similar = command("similar", "find photos that look like a photo")
+    similar.add_argument("path", type=Path)
+    _result_options(similar)
+
+    tags = command("tags", "show a photo's tags; --add/--remove edit them (user decisions are never overwritten)")
+    tags.add_argument("path", type=Path)
+    tags.add_argument("--add", action="append", default=[], metavar="TAG")
+    tags.add_argument("--remove", action="append", default=[], metavar="TAG")
+
+    vocab = command("vocab", "the vocabulary the model tags with: list, add or remove tags")
+    vocab.add_argument("action", choices=("list", "add", "remove"))
+    vocab.add_argument("tags", nargs="*", metavar="TAG")
+
+    export = command("export-xmp", "write tags into XMP sidecars (digiKam, darktable, Lightroom); photos untouched")
+    export.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="default: the whole library")
+    export.add_argument("--style", choices=SIDECAR_STYLES, default="ext-appended", help="photo.jpg.xmp or photo.xmp")
+
+    command("watch", "index the library folders, then keep them current until interrupted")
+    command("errors", "files that could not be indexed, with the reason")
+    command("stats", "library size, models, tags")
 
     models = commands.add_parser("models", help="list, choose and verify model packages")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     model_commands.add_parser("list", parents=[common], help="installed model packages")
-    use = model_commands.add_parser("use", parents=[common], help="make a model the active one")
+    use = model_commands.add_parser("use", parents=[common], help="make a model the active one (re-index to embed)")
     use.add_argument("model_id", metavar="ID")
     verify = model_commands.add_parser("verify", parents=[common], help="check a package's files against its card")
     verify.add_argument("model_id", metavar="ID")
     return parser
 
 
+def _result_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--top", type=int, default=10, metavar="K", help="number of results (default 10)")
+    parser.add_argument("--min-score", type=float, default=None, metavar="S", help="leave out results below S")
+
+
 def _emit(args: argparse.Namespace, data: object, text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
 
-def _active_model_id(store: ModelStore) -> str:
-    """The active model, building the starter first when nothing is installed and the trainer can."""
+def _ensure_model(library: Library) -> None:
+    """Build the starter first when nothing is installed and the trainer can (else NoModelError says what to run)."""
     try:
-        return store.active_id()
+        library.store.active_id()
     except NoModelError:
         if not trainer_available():
             raise
-        print("No model installed yet: building the starter model once (takes a few minutes)…", file=sys.stderr)
-        build_starter(store.library)
-        return store.active_id()
+        print("No model installed yet: building the starter model once (a few minutes)…", file=sys.stderr)
+        build_starter(library.path)
 
 
-def _cmd_index(args: argparse.Namespace, library: Path) -> int:
-    store = ModelStore(library)
-    model = store.load(_active_model_id(store))
-    with PhotoIndex(library) as index, tqdm(unit="photo", desc="Indexing", disable=None, file=sys.stderr) as bar:
+def _cmd_index(args: argparse.Namespace, library: Library) -> int:
+    _ensure_model(library)
+    with tqdm(unit="photo", desc="Indexing", disable=None, file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.n = done
             bar.refresh()
 
-        report = index_paths(args.paths, index, model, batch_size=args.batch_size, progress=progress)
+        report = library.index(args.paths or None, progress=progress, batch_size=args.batch_size)
     rate = report.indexed / report.seconds if report.seconds else 0.0
     text = (
-        f"{report.found} photos found: {report.indexed} indexed, {report.unchanged} unchanged, "
+        f"{report.found} photos found: {report.indexed} indexed, {report.unchanged} unchanged, {report.moved} moved, "
         f"{report.failed} unreadable, {report.removed} removed ({report.seconds:.1f} s, {rate:.1f} photos/s)"
     )
-    for path, reason in report.failures:
-        text += f"\n  skipped {path}: {reason}"
-    _emit(args, {**asdict(report), "model": model.id}, text)
+    text += "".join(f"\n  skipped {path}: {reason}" for path, reason in report.failures)
+    _emit(args, {**asdict(report), "model": library.store.active_id()}, text)
     return 0
 
 
-def _cmd_search(args: argparse.Namespace, library: Path) -> int:
-    store = ModelStore(library)
-    model = store.load(_active_model_id(store))
-    with PhotoIndex(library) as index:
-        engine = SearchEngine(index, model)
-    hits = engine.search(args.query, top=args.top, min_score=args.min_score)
-    if not len(engine) and not args.json:
+def _print_hits(args: argparse.Namespace, hits: list[SearchHit], empty_library: bool) -> int:
+    if empty_library and not args.json:
         print("The library is empty: add photos with `python -m core index FOLDER`.", file=sys.stderr)
     _emit(args, [asdict(h) for h in hits], "\n".join(f"{h.score:.3f}  {h.path}" for h in hits))
     return 0
 
 
-def _cmd_models(args: argparse.Namespace, library: Path) -> int:
-    store = ModelStore(library)
+def _cmd_search(args: argparse.Namespace, library: Library) -> int:
+    _ensure_model(library)
+    engine = library.search_engine()
+    hits = engine.search(args.query, top=args.top, min_score=args.min_score, sort=args.sort)
+    return _print_hits(args, hits, not len(engine))
+
+
+def _cmd_similar(args: argparse.Namespace, library: Library) -> int:
+    _ensure_model(library)
+    engine = library.search_engine()
+    return _print_hits(args, engine.similar(args.path, top=args.top, min_score=args.min_score), not len(engine))
+
+
+def _cmd_tags(args: argparse.Namespace, library: Library) -> int:
+    path = str(args.path.expanduser().resolve())
+    with library.open_index() as index:
+        tagger = Tagger(index)
+        for tag in args.add:
+            tagger.set_user_tag(path, tag)
+        for tag in args.remove:
+            tagger.remove_tag(path, tag)
+        tags = tagger.tags_of(path)
+    text = "\n".join(
+        f"{t.tag:<24} {'' if t.score is None else f'{t.score:.3f}':>6}  {t.source} ({t.state})" for t in tags
+    )
+    _emit(args, [asdict(t) for t in tags], text or "(no tags)")
+    return 0
+
+
+def _cmd_vocab(args: argparse.Namespace, library: Library) -> int:
+    with library.open_index() as index:
+        tagger = Tagger(index)
+        if args.action == "add":
+            added = [tagger.add_to_vocabulary(t) for t in args.tags]
+            _emit(args, {"added": added}, f"added: {', '.join(added)}")
+        elif args.action == "remove":
+            unknown = [t for t in args.tags if not tagger.remove_from_vocabulary(t)]
+            if unknown:
+                print(f"not in the vocabulary: {', '.join(unknown)}", file=sys.stderr)
+            _emit(args, {"removed": [t for t in args.tags if t not in unknown]}, "done")
+        else:
+            tags = tagger.vocabulary()
+            _emit(args, tags, "\n".join(tags))
+    return 0
+
+
+def _cmd_export_xmp(args: argparse.Namespace, library: Library) -> int:
+    failures = library.export_xmp(args.paths or None, style=args.style)
+    for path, reason in failures:
+        print(f"error: {path}: {reason}", file=sys.stderr)
+    _emit(args, {"failed": [{"path": p, "reason": r} for p, r in failures]}, f"done, {len(failures)} failed")
+    return EXIT_ERROR if failures else 0
+
+
+def _cmd_watch(args: argparse.Namespace, library: Library) -> int:
+    _ensure_model(library)
+    report = library.index()
+    print(f"indexed {report.indexed}, {report.found} photos in the library folders; watching (Ctrl+C stops)")
+
+    def on_report(update: IndexReport) -> None:
+        line = (
+            asdict(update)
+            if args.json
+            else f"indexed {update.indexed}, removed {update.removed}, failed {update.failed}"
+        )
+        print(json.dumps(line) if args.json else line, flush=True)
+
+    with library.watcher(on_report):
+        threading.Event().wait()
+    return 0
+
+
+def _cmd_errors(args: argparse.Namespace, library: Library) -> int:
+    with library.open_index() as index:
+        errors = index.errors()
+    _emit(args, [{"path": p, "reason": r} for p, r in errors], "\n".join(f"{p}: {r}" for p, r in errors))
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace, library: Library) -> int:
+    with library.open_index() as index:
+        stats = {
+            "library": str(library.path),
+            "photos": index.photo_count(),
+            "folders": index.folders(),
+            "embeddings": dict(index.conn.execute("SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id")),
+            "tags": len(Tagger(index).tag_counts()),
+            "errors": len(index.errors()),
+        }
+    try:
+        stats["active_model"] = library.store.active_id()
+        stats["serving_model"] = library.serving_model_id()
+    except NoModelError:
+        stats["active_model"] = stats["serving_model"] = None
+    _emit(args, stats, "\n".join(f"{k}: {v}" for k, v in stats.items()))
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace, library: Library) -> int:
+    store = library.store
     if args.models_command == "list":
-        models = store.list()
         try:
             active = store.active_id()
         except NoModelError:
             active = None
         rows = [
-            {
-                "id": m.id,
-                "name": m.card.name,
-                "dim": m.card.embedding_dim,
-                "location": m.location,
-                "path": str(m.dir),
-                "active": m.id == active,
-            }
-            for m in models
+            {"id": m.id, "name": m.card.name, "dim": m.card.embedding_dim, "location": m.location, "path": str(m.dir)}
+            | {"active": m.id == active}
+            for m in store.list()
         ]
-        text = "\n".join(
+        lines = [
             f"{'*' if r['active'] else ' '} {r['id']:<24} {r['name']}  ({r['location']}: {r['path']})" for r in rows
-        )
-        _emit(args, rows, text or f"No model packages installed. Build one with: {BUILD_STARTER_HINT}")
-        return 0
-    if args.models_command == "use":
+        ]
+        _emit(args, rows, "\n".join(lines) or f"No model packages installed. Build one with: {BUILD_STARTER_HINT}")
+    elif args.models_command == "use":
         store.set_active(args.model_id)
-        _emit(args, {"active": args.model_id}, f"Active model: {args.model_id}")
-        return 0
-    model = store.find(args.model_id)
-    verify_files(model.dir, model.card)
-    _emit(
-        args,
-        {"id": model.id, "ok": True, "files": len(model.card.files)},
-        f"{model.id}: all {len(model.card.files)} files match the card",
-    )
+        _emit(args, {"active": args.model_id}, f"Active model: {args.model_id} (run `index` to embed the library)")
+    else:
+        model = store.find(args.model_id)
+        verify_files(model.dir, model.card)
+        count = len(model.card.files)
+        _emit(args, {"id": model.id, "ok": True, "files": count}, f"{model.id}: all {count} files match the card")
     return 0
 
 
-COMMANDS = {"index": _cmd_index, "search": _cmd_search, "models": _cmd_models}
+COMMANDS = {
+    "index": _cmd_index,
+    "search": _cmd_search,
+    "similar": _cmd_similar,
+    "tags": _cmd_tags,
+    "vocab": _cmd_vocab,
+    "errors": _cmd_errors,
+    "export-xmp": _cmd_export_xmp,
+    "watch": _cmd_watch,
+    "stats": _cmd_stats,
+    "models": _cmd_models,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
-    library = library_dir(args.library)
     try:
-        return COMMANDS[args.command](args, library)
+        return COMMANDS[args.command](args, Library(args.library))
     except NoModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NO_MODEL

@@ -6,6 +6,7 @@ every file that could not be read. WAL mode lets a search read while an indexer 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import LibraryError
+from core.metadata import PhotoMeta
 
 DB_FILE = "index.sqlite3"
 
@@ -43,7 +45,55 @@ MIGRATIONS: tuple[str, ...] = (
         at REAL NOT NULL
     );
     """,
+    # 2: metadata, content hash (moves keep their embeddings), library folders, tags, vocabulary.
+    """
+    ALTER TABLE photos ADD COLUMN content_hash TEXT;
+    ALTER TABLE photos ADD COLUMN width INTEGER;
+    ALTER TABLE photos ADD COLUMN height INTEGER;
+    ALTER TABLE photos ADD COLUMN taken_at REAL;
+    ALTER TABLE photos ADD COLUMN camera TEXT;
+    ALTER TABLE photos ADD COLUMN gps_lat REAL;
+    ALTER TABLE photos ADD COLUMN gps_lon REAL;
+    CREATE INDEX photos_by_hash ON photos(content_hash);
+    CREATE TABLE folders (
+        path TEXT PRIMARY KEY,
+        added_at REAL NOT NULL
+    );
+    CREATE TABLE tags (
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        score REAL,
+        source TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('auto', 'confirmed', 'rejected')),
+        at REAL NOT NULL,
+        PRIMARY KEY (photo_id, tag)
+    ) WITHOUT ROWID;
+    CREATE INDEX tags_by_tag ON tags(tag, state);
+    CREATE TABLE vocabulary (
+        tag TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,
+        removed INTEGER NOT NULL DEFAULT 0,
+        threshold_offset REAL NOT NULL DEFAULT 0
+    );
+    CREATE TABLE tag_vectors (
+        model_id TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (model_id, tag)
+    ) WITHOUT ROWID;
+    """,
 )
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    """A decoded photo ready to store: file identity plus metadata."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    meta: PhotoMeta
 
 
 @dataclass(frozen=True)
@@ -116,20 +166,56 @@ class PhotoIndex:
     def photo_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
 
-    def load_embeddings(self, model_id: str, dim: int) -> tuple[np.ndarray, list[str]]:
-        """All embeddings of one model as a float32 [N, dim] matrix with the matching paths."""
+    def load_embeddings(self, model_id: str, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """All embeddings of one model: float32 [N, dim] matrix, photo ids [N] and paths, in id order."""
         rows = self.conn.execute(
-            "SELECT p.path, e.vector FROM embeddings e JOIN photos p ON p.id = e.photo_id WHERE e.model_id = ? "
-            "ORDER BY p.id",
+            "SELECT p.id, p.path, e.vector FROM embeddings e JOIN photos p ON p.id = e.photo_id "
+            "WHERE e.model_id = ? ORDER BY p.id",
             (model_id,),
         ).fetchall()
-        matrix = np.empty((len(rows), dim), dtype=np.float32)
-        for i, (_, blob) in enumerate(rows):
-            vector = np.frombuffer(blob, dtype=np.float32)
-            if vector.size != dim:
-                raise LibraryError(f"an embedding of model '{model_id}' has {vector.size} values, expected {dim}")
-            matrix[i] = vector
-        return matrix, [path for path, _ in rows]
+        blob = b"".join(r[2] for r in rows)
+        if len(blob) != len(rows) * dim * 4:
+            raise LibraryError(f"embeddings of model '{model_id}' do not all have {dim} values: re-index the library")
+        matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), dim).copy()
+        return matrix, np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
+    def photo_facts(self, ids: Iterable[int]) -> list[tuple[float, str | None]]:
+        """(date, camera) per photo id, in the given order; the date is when it was taken, else its mtime."""
+        facts = {
+            pid: (taken if taken is not None else mtime_ns / 1e9, camera)
+            for pid, taken, mtime_ns, camera in self.conn.execute("SELECT id, taken_at, mtime_ns, camera FROM photos")
+        }
+        return [facts[i] for i in ids]
+
+    def photo_info(self, path: str) -> dict[str, object] | None:
+        """Everything the index knows about one photo (for the photo view and `tags`), or None."""
+        self.conn.row_factory = sqlite3.Row
+        try:
+            row = self.conn.execute("SELECT * FROM photos WHERE path = ?", (path,)).fetchone()
+        finally:
+            self.conn.row_factory = None
+        return dict(row) if row is not None else None
+
+    def folders(self) -> list[str]:
+        """Library folders the user added, in the order added."""
+        return [r[0] for r in self.conn.execute("SELECT path FROM folders ORDER BY added_at, path")]
+
+    def add_folders(self, paths: Iterable[str]) -> None:
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO folders(path, added_at) VALUES (?, ?)", [(p, time.time()) for p in paths]
+            )
+
+    def remove_folder(self, path: str) -> int:
+        """Forget a library folder and every photo under it; returns how many photos were forgotten."""
+        prefix = path.rstrip(os.sep) + os.sep
+        with self.transaction():
+            self.conn.execute("DELETE FROM folders WHERE path = ?", (path,))
+            removed = self.conn.execute(
+                "DELETE FROM photos WHERE path = ? OR substr(path, 1, ?) = ?", (path, len(prefix), prefix)
+            ).rowcount
+            self.conn.execute("DELETE FROM scan_errors WHERE substr(path, 1, ?) = ?", (len(prefix), prefix))
+        return removed
 
     def failed_states(self) -> dict[str, tuple[int | None, int | None]]:
         """(size, mtime_ns) of each file that failed, to avoid retrying an unchanged broken file."""
@@ -147,48 +233,86 @@ class PhotoIndex:
     def save_batch(
         self,
         model_id: str,
-        photos: Sequence[tuple[str, int, int]],
+        photos: Sequence[PhotoRecord],
         vectors: np.ndarray,
         failures: Iterable[tuple[str, str, int | None, int | None]] = (),
-    ) -> None:
-        """Store one batch in a single transaction: (path, size, mtime_ns) rows with their embeddings,
-        and (path, reason, size, mtime_ns) failures. A crash loses at most this batch."""
+    ) -> list[int]:
+        """Store one batch in a single transaction: photos with their embeddings, and (path, reason, size,
+        mtime_ns) failures. A crash loses at most this batch. Returns the photos' ids."""
         now = time.time()
-        with self._transaction():
-            for (path, size, mtime_ns), vector in zip(photos, vectors, strict=True):
-                # A changed file invalidates the embeddings other models made of its old content.
-                self.conn.execute(
-                    "DELETE FROM embeddings WHERE photo_id = (SELECT id FROM photos WHERE path = ? AND "
-                    "(size != ? OR mtime_ns != ?))",
-                    (path, size, mtime_ns),
-                )
+        ids = []
+        with self.transaction():
+            for photo, vector in zip(photos, vectors, strict=True):
+                # A changed file invalidates what other models made of its old content.
+                old = self.conn.execute(
+                    "SELECT id FROM photos WHERE path = ? AND content_hash IS NOT ?", (photo.path, photo.content_hash)
+                ).fetchone()
+                if old is not None:
+                    self.conn.execute("DELETE FROM embeddings WHERE photo_id = ?", old)
+                    self.conn.execute("DELETE FROM tags WHERE photo_id = ? AND source != 'user'", old)
+                meta = photo.meta
                 photo_id = self.conn.execute(
-                    "INSERT INTO photos(path, size, mtime_ns, added_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns "
-                    "RETURNING id",
-                    (path, size, mtime_ns, now),
+                    "INSERT INTO photos(path, size, mtime_ns, added_at, content_hash, width, height, taken_at, camera, "
+                    "gps_lat, gps_lon) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+                    "content_hash = excluded.content_hash, width = excluded.width, height = excluded.height, "
+                    "taken_at = excluded.taken_at, camera = excluded.camera, gps_lat = excluded.gps_lat, "
+                    "gps_lon = excluded.gps_lon RETURNING id",
+                    (
+                        photo.path,
+                        photo.size,
+                        photo.mtime_ns,
+                        now,
+                        photo.content_hash,
+                        meta.width,
+                        meta.height,
+                        meta.taken_at,
+                        meta.camera,
+                        meta.gps_lat,
+                        meta.gps_lon,
+                    ),
                 ).fetchone()[0]
                 self.conn.execute(
                     "INSERT OR REPLACE INTO embeddings(photo_id, model_id, vector) VALUES (?, ?, ?)",
                     (photo_id, model_id, np.ascontiguousarray(vector, dtype=np.float32).tobytes()),
                 )
-                self.conn.execute("DELETE FROM scan_errors WHERE path = ?", (path,))
+                self.conn.execute("DELETE FROM scan_errors WHERE path = ?", (photo.path,))
+                ids.append(photo_id)
             for path, reason, size, mtime_ns in failures:
                 self.conn.execute(
                     "INSERT OR REPLACE INTO scan_errors(path, reason, size, mtime_ns, at) VALUES (?, ?, ?, ?, ?)",
                     (path, reason, size, mtime_ns, now),
                 )
+        return ids
+
+    def move_photo(self, old_path: str, new_path: str, size: int, mtime_ns: int) -> None:
+        """Record that a photo was moved or renamed: it keeps its id, embeddings and tags."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM photos WHERE path = ?", (new_path,))
+            self.conn.execute(
+                "UPDATE photos SET path = ?, size = ?, mtime_ns = ? WHERE path = ?",
+                (new_path, size, mtime_ns, old_path),
+            )
+
+    def content_hashes(self, paths: Iterable[str]) -> dict[str, tuple[int, str | None]]:
+        """(size, content_hash) of the given indexed paths."""
+        result = {}
+        for path in paths:
+            row = self.conn.execute("SELECT size, content_hash FROM photos WHERE path = ?", (path,)).fetchone()
+            if row is not None:
+                result[path] = (row[0], row[1])
+        return result
 
     def remove_paths(self, paths: Iterable[str]) -> int:
         """Forget photos (and their embeddings) whose files are gone; returns how many were removed."""
         removed = 0
-        with self._transaction():
+        with self.transaction():
             for path in paths:
                 removed += self.conn.execute("DELETE FROM photos WHERE path = ?", (path,)).rowcount
                 self.conn.execute("DELETE FROM scan_errors WHERE path = ?", (path,))
         return removed
 
-    def _transaction(self) -> _Transaction:
+    def transaction(self) -> _Transaction:
         return _Transaction(self.conn)
 
 

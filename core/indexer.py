@@ -18,9 +18,9 @@ import numpy as np
 
 from core.encoders import ModelPackage
 from core.errors import ImageDecodeError
-from core.index_db import PhotoIndex
-from core.preprocess import decode_side, load_image
-from core.scanning import PhotoFile, scan
+from core.index_db import PhotoIndex, PhotoRecord
+from core.preprocess import decode_photo, decode_side
+from core.scanning import PhotoFile, content_hash, scan
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -34,24 +34,66 @@ class IndexReport:
     unchanged: int = 0
     failed: int = 0
     removed: int = 0
+    moved: int = 0
     cancelled: bool = False
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _decode(model: ModelPackage, photo: PhotoFile, min_side: int) -> np.ndarray:
-    return model.preprocess(load_image(Path(photo.path), min_side=min_side))
+def _decode(model: ModelPackage, photo: PhotoFile, min_side: int) -> tuple[PhotoRecord, np.ndarray]:
+    image, meta = decode_photo(Path(photo.path), min_side=min_side)
+    try:
+        digest = content_hash(photo.path, photo.size)
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read the file: {exc}") from exc
+    return PhotoRecord(photo.path, photo.size, photo.mtime_ns, digest, meta), model.preprocess(image)
 
 
-def _prune(index: PhotoIndex, roots: list[Path], present: set[str]) -> int:
-    """Forget indexed photos under the scanned roots whose files are gone."""
-    prefixes = [str(r.resolve()) for r in roots]
-    gone = [
-        path
-        for path in index.file_states()
-        if path not in present and any(path == p or path.startswith(p.rstrip(os.sep) + os.sep) for p in prefixes)
-    ]
-    return index.remove_paths(gone) if gone else 0
+def _storable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _readable(path: str) -> str:
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _under(path: str, roots: list[Path]) -> bool:
+    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _reconcile(index: PhotoIndex, roots: list[Path], files: list[PhotoFile]) -> tuple[int, int]:
+    """Follow moved/renamed photos (same size and content hash) and forget deleted ones under the roots.
+
+    Returns (moved, removed). A moved photo keeps its id, embeddings and tags, so nothing is re-encoded.
+    """
+    states = index.file_states()
+    present = {f.path for f in files}
+    stale_errors = [path for path in index.failed_states() if path not in present and _under(path, roots)]
+    if stale_errors:
+        index.remove_paths(stale_errors)
+    gone = [path for path in states if path not in present and _under(path, roots)]
+    if not gone:
+        return 0, 0
+    gone_by_key = {key: path for path, key in index.content_hashes(gone).items() if key[1]}
+    gone_sizes = {size for size, _ in gone_by_key}
+    moved = 0
+    for photo in files:
+        if photo.path in states or photo.size not in gone_sizes:
+            continue
+        try:
+            key = (photo.size, content_hash(photo.path, photo.size))
+        except OSError:
+            continue
+        old_path = gone_by_key.pop(key, None)
+        if old_path is not None:
+            index.move_photo(old_path, photo.path, photo.size, photo.mtime_ns)
+            gone.remove(old_path)
+            moved += 1
+    return moved, index.remove_paths(gone)
 
 
 def index_paths(
@@ -63,19 +105,33 @@ def index_paths(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    on_batch: Callable[[list[int], np.ndarray], None] | None = None,
 ) -> IndexReport:
     """Bring the index up to date with the photos under `roots` for `model`.
 
     New or changed files are decoded and embedded; unchanged, already embedded ones are skipped;
     files that vanished are removed. Unreadable files get a recorded reason and never stop the run.
     `progress(done, total)` is called after each batch; setting `cancel` stops after the current batch.
+    `on_batch(photo_ids, vectors)` runs after each committed batch (the library tags new photos with it).
     """
     started = time.perf_counter()
     roots = [Path(r).expanduser() for r in roots]
     report = IndexReport()
     files = list(scan(roots))
     report.found = len(files)
-    report.removed = _prune(index, roots, {f.path for f in files})
+    unnamed = [f for f in files if not _storable(f.path)]
+    files = [f for f in files if _storable(f.path)]
+    report.moved, report.removed = _reconcile(index, [r.resolve() for r in roots], files)
+    if unnamed:  # SQLite stores UTF-8 text: such a path cannot be a key; record it under a readable name
+        reason = "the file name is not valid UTF-8: rename the file to index it"
+        index.save_batch(
+            model.id,
+            [],
+            np.zeros((0, model.dim), np.float32),
+            [(_readable(f.path), reason, None, None) for f in unnamed],
+        )
+        report.failed += len(unnamed)
+        report.failures.extend((_readable(f.path), reason) for f in unnamed)
 
     states = index.file_states()
     embedded = index.embedded_ids(model.id)
@@ -99,7 +155,7 @@ def index_paths(
     done = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         # Decoding runs ahead of embedding by a bounded window, so memory stays flat.
-        pending: deque[tuple[PhotoFile, Future[np.ndarray]]] = deque()
+        pending: deque[tuple[PhotoFile, Future[tuple[PhotoRecord, np.ndarray]]]] = deque()
         queue = iter(todo)
         window = batch_size * 2
 
@@ -117,21 +173,24 @@ def index_paths(
                 for _, future in pending:
                     future.cancel()
                 break
-            ok: list[tuple[str, int, int]] = []
+            ok: list[PhotoRecord] = []
             pixels: list[np.ndarray] = []
             failures: list[tuple[str, str, int | None, int | None]] = []
             while pending and len(ok) + len(failures) < batch_size:
                 photo, future = pending.popleft()
                 try:
-                    pixels.append(future.result())
-                    ok.append((photo.path, photo.size, photo.mtime_ns))
+                    record, views = future.result()
+                    ok.append(record)
+                    pixels.append(views)
                 except ImageDecodeError as exc:
                     failures.append((photo.path, str(exc), photo.size, photo.mtime_ns))
                 except Exception as exc:  # a decoder bug on one odd file must not stop the whole run
                     failures.append((photo.path, f"{type(exc).__name__}: {exc}", photo.size, photo.mtime_ns))
                 refill()
             vectors = model.embed_pixels(np.stack(pixels)) if pixels else np.zeros((0, model.dim), np.float32)
-            index.save_batch(model.id, ok, vectors, failures)
+            ids = index.save_batch(model.id, ok, vectors, failures)
+            if on_batch is not None:
+                on_batch(ids, vectors)
             report.indexed += len(ok)
             report.failed += len(failures)
             report.failures.extend((path, reason) for path, reason, _, _ in failures)

@@ -98,15 +98,23 @@ class ModelStore:
             return chosen
         return DEFAULT_MODEL_ID if DEFAULT_MODEL_ID in models else sorted(models)[0]
 
+    def read_setting(self, key: str) -> object:
+        """One value of the library's settings.json (None when absent or unreadable)."""
+        return self._read_settings().get(key)
+
+    def write_setting(self, key: str, value: object) -> None:
+        """Set one value in the library's settings.json, atomically."""
+        settings = self._read_settings()
+        settings[key] = value
+        self.library.mkdir(parents=True, exist_ok=True)
+        tmp = self._settings_path().with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self._settings_path())
+
     def set_active(self, model_id: str) -> None:
         """Make `model_id` the active model of this library (it must be installed)."""
         self.find(model_id)
-        settings = self._read_settings()
-        settings["active_model"] = model_id
-        self.library.mkdir(parents=True, exist_ok=True)
-        tmp = self._settings_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self._settings_path())
+        self.write_setting("active_model", model_id)
 
     def load(self, model_id: str | None = None, *, threads: int = 0) -> ModelPackage:
         """Load and verify a package (the active one by default)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import math
 import warnings
 from pathlib import Path
@@ -10,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from core.errors import ImageDecodeError
+from core.metadata import PhotoMeta, read_metadata
 from core.model_card import PreprocessSpec, ViewSpec
 
 # Refuse decompression bombs outright instead of Pillow's default warning: 64 megapixels covers
@@ -43,8 +46,35 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: Path, min_side: int | None = None) -> Image.Image:
-    """Decode a photo as RGB with EXIF orientation applied.
+RAW_EXTENSIONS = frozenset({".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf", ".pef", ".srw"})
+
+try:  # HEIC/HEIF (iPhone photos) through libheif; optional so a minimal install still runs
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF_SUPPORTED = True
+except ImportError:
+    HEIF_SUPPORTED = False
+
+
+def _open_raw_preview(path: Path) -> Image.Image:
+    """A camera RAW file's embedded JPEG preview: what the camera showed, fast, no demosaicing."""
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageDecodeError("camera RAW support is not installed (pip install rawpy)") from None
+    try:
+        with rawpy.imread(str(path)) as raw:
+            thumb = raw.extract_thumb()
+    except (rawpy.LibRawError, OSError) as exc:
+        raise ImageDecodeError(f"not a readable RAW file: {exc}") from exc
+    if thumb.format == rawpy.ThumbFormat.JPEG:
+        return Image.open(io.BytesIO(thumb.data))
+    return Image.fromarray(thumb.data)
+
+
+def decode_photo(path: Path, min_side: int | None = None) -> tuple[Image.Image, PhotoMeta]:
+    """Decode a photo as RGB with EXIF orientation applied, and read its metadata in the same pass.
 
     With `min_side`, JPEGs are decoded at a reduced DCT scale that still leaves both sides at least
     `min_side` pixels: several times faster than a full decode for camera-sized photos.
@@ -53,22 +83,35 @@ def load_image(path: Path, min_side: int | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            if path.suffix.lower() in RAW_EXTENSIONS:
+                opened = _open_raw_preview(path)
+            else:
+                opened = Image.open(path)
+            with opened as image:
+                meta = read_metadata(image)
                 if min_side is not None and image.format == "JPEG":
                     image.draft("RGB", (min_side, min_side))
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                return to_rgb(image)
+                return to_rgb(ImageOps.exif_transpose(image)), meta
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"image too large (over {MAX_PIXELS:,} pixels): {exc}") from exc
     except FileNotFoundError:
-        raise ImageDecodeError("file not found") from None
+        raise ImageDecodeError("broken symbolic link" if path.is_symlink() else "file not found") from None
     except PermissionError:
         raise ImageDecodeError("permission denied") from None
     except IsADirectoryError:
         raise ImageDecodeError("is a directory") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow reports broken files with these
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageDecodeError("symbolic link loop") from None
         raise ImageDecodeError(f"not a readable image: {exc}") from exc
+    except (ValueError, SyntaxError, EOFError) as exc:  # Pillow reports broken files with these
+        raise ImageDecodeError(f"not a readable image: {exc}") from exc
+
+
+def load_image(path: Path, min_side: int | None = None) -> Image.Image:
+    """Decode a photo as RGB with EXIF orientation applied (see decode_photo)."""
+    return decode_photo(path, min_side)[0]
 
 
 def resize_view(image: Image.Image, size: int, view: ViewSpec, interpolation: str) -> Image.Image:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import LibraryError
+from core.preprocess import RAW_EXTENSIONS
 
-PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp"})
+PHOTO_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif"} | RAW_EXTENSIONS
+)
 
 
 @dataclass(frozen=True)
@@ -25,13 +29,30 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+# Leading bytes of image formats, for files without an extension (e.g. exported from phones or scanners).
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*", b"BM")
+
+
+def _looks_like_image(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    if head.startswith(_MAGIC):
+        return True
+    return (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1")
+
+
 def _photo_file(path: str) -> PhotoFile | None:
-    if os.path.splitext(path)[1].lower() not in PHOTO_EXTENSIONS:
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in PHOTO_EXTENSIONS and (extension or not _looks_like_image(path)):
         return None
     try:
-        stat = os.stat(path)  # follows a file symlink; a broken one raises and is skipped
+        stat = os.stat(path)  # follows a file symlink
     except OSError:
-        return None
+        # A broken link or a link loop: still a candidate, so the indexer records why it was skipped.
+        return PhotoFile(path, 0, 0) if os.path.islink(path) else None
     if not os.path.isfile(path):
         return None  # e.g. a directory named "x.jpg"
     return PhotoFile(path, stat.st_size, stat.st_mtime_ns)
@@ -68,3 +89,18 @@ def _walk(root: str) -> Iterator[str]:
         for name in sorted(files):
             if not _is_hidden(name):
                 yield os.path.join(folder, name)
+
+
+def content_hash(path: str, size: int, sample: int = 65536) -> str:
+    """A fingerprint of a file's content: its size and its first and last 64 KiB.
+
+    Enough to recognise a moved or renamed photo without reading whole files (photos that differ only in the
+    middle of the file and not in size are vanishingly rare); raises OSError if the file cannot be read.
+    """
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as handle:
+        digest.update(handle.read(sample))
+        if size > 2 * sample:
+            handle.seek(size - sample)
+            digest.update(handle.read(sample))
+    return digest.hexdigest()

@@ -1,21 +1,36 @@
-"""Text-to-photo search over the embeddings of one model."""
+"""Search over one model's embeddings: text, negatives, photo arithmetic, similar photos, filters, sorting.
+
+The whole library's unit embeddings sit in one float32 matrix; a query is one matrix-vector product and a
+partial sort, so a million 512-d photos answer in about 0.1 s on two cores without an ANN index.
+"""
 
 from __future__ import annotations
 
+import calendar
+import os
 from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 
 import numpy as np
 
 from core.encoders import ModelPackage
+from core.errors import LibraryError
 from core.index_db import PhotoIndex
+from core.preprocess import decode_side, load_image
+from core.query import ParsedQuery, combine, parse_query
+from core.tagging import Tagger
+
+SORTS = ("relevance", "date")
 
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One result: the photo's path and its cosine similarity to the query."""
+    """One result: the photo's path, its cosine similarity to the query, and its date (epoch s or None)."""
 
     path: str
     score: float
+    taken_at: float | None = None
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -27,20 +42,96 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return candidates[np.argsort(-scores[candidates], kind="stable")]
 
 
+def _epoch(day: date) -> float:
+    return float(calendar.timegm(day.timetuple()))
+
+
 class SearchEngine:
-    """Holds one model's normalised embedding matrix in memory and answers queries against it."""
+    """One model's embedding matrix plus the photo facts that filters need, held in memory."""
 
     def __init__(self, index: PhotoIndex, model: ModelPackage) -> None:
         self.model = model
-        self.matrix, self.paths = index.load_embeddings(model.id, model.dim)
+        self.library = index.library
+        self.matrix, self.ids, self.paths = index.load_embeddings(model.id, model.dim)
+        facts = index.photo_facts(self.ids)
+        self.dates = np.array([f[0] for f in facts], dtype=np.float64)  # taken_at, else file mtime
+        self.cameras = [f[1] or "" for f in facts]
+        self._row_of_path = {p: i for i, p in enumerate(self.paths)}
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def search(self, query: str, top: int = 20, min_score: float | None = None) -> list[SearchHit]:
-        """The `top` photos most similar to the query text, best first, optionally above a score cutoff."""
-        if not query.strip() or not self.paths:
+    def _filter_mask(self, query: ParsedQuery) -> np.ndarray:
+        mask = np.ones(len(self.paths), dtype=bool)
+        if query.folder is not None:
+            prefix = str(query.folder).rstrip(os.sep) + os.sep
+            mask &= np.array([p.startswith(prefix) for p in self.paths], dtype=bool)
+        if query.date_from is not None:
+            mask &= self.dates >= _epoch(query.date_from)
+        if query.date_to is not None:
+            mask &= self.dates < _epoch(query.date_to)
+        if query.camera is not None:
+            needle = query.camera.lower()
+            mask &= np.array([needle in c.lower() for c in self.cameras], dtype=bool)
+        if query.tags:
+            with PhotoIndex(self.library) as index:
+                tagger = Tagger(index)
+                for tag in query.tags:
+                    mask &= np.isin(self.ids, np.fromiter(tagger.photo_ids_with(tag), dtype=np.int64))
+        return mask
+
+    def photo_vector(self, path: Path) -> np.ndarray:
+        """A photo's embedding: from the index when it is indexed, else embedded now."""
+        row = self._row_of_path.get(str(Path(path).expanduser().resolve()))
+        if row is not None:
+            return self.matrix[row]
+        try:
+            image = load_image(Path(path).expanduser(), min_side=decode_side(self.model.card.preprocess))
+        except Exception as exc:
+            raise LibraryError(f"cannot use {path} in a query: {exc}") from exc
+        return self.model.embed_images([image])[0]
+
+    def query_vector(self, query: ParsedQuery) -> np.ndarray | None:
+        """The unit query vector for the text and photo terms, or None for a filters-only query."""
+        if not query.has_vector_terms:
+            return None
+        dim = self.model.dim
+        positive = self.model.embed_texts(list(query.positive), as_query=True) if query.positive else np.zeros((0, dim))
+        negative = self.model.embed_texts(list(query.negative), as_query=True) if query.negative else np.zeros((0, dim))
+        photos = np.stack([self.photo_vector(p) for p in query.photos]) if query.photos else np.zeros((0, dim))
+        return combine(positive, negative, photos)
+
+    def run(
+        self, query: ParsedQuery, top: int = 50, min_score: float | None = None, sort: str = "relevance"
+    ) -> list[SearchHit]:
+        """Rank the photos that pass the filters. Without vector terms, every match scores 1 and sorts by date."""
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {SORTS}")
+        if not self.paths or query.is_empty:
             return []
-        scores = self.matrix @ self.model.embed_texts([query], as_query=True)[0]
-        hits = [SearchHit(self.paths[i], float(scores[i])) for i in top_k(scores, top)]
-        return [h for h in hits if min_score is None or h.score >= min_score]
+        mask = self._filter_mask(query)
+        vector = self.query_vector(query)
+        scores = np.ones(len(self.paths), dtype=np.float32) if vector is None else self.matrix @ vector
+        if min_score is not None:
+            mask &= scores >= min_score
+        scores = np.where(mask, scores, -np.inf)
+        order = [i for i in top_k(scores, min(top, int(mask.sum())))]
+        if sort == "date" or vector is None:
+            order.sort(key=lambda i: -self.dates[i])
+        return [SearchHit(self.paths[i], float(scores[i]), float(self.dates[i])) for i in order]
+
+    def search(
+        self, text: str, top: int = 50, min_score: float | None = None, sort: str = "relevance"
+    ) -> list[SearchHit]:
+        """Parse the query language (see core.query) and run it."""
+        return self.run(parse_query(text), top=top, min_score=min_score, sort=sort)
+
+    def similar(self, path: Path, top: int = 20, min_score: float | None = None) -> list[SearchHit]:
+        """Photos most similar to a photo (the photo itself left out)."""
+        vector = self.photo_vector(path)
+        scores = self.matrix @ vector
+        own = self._row_of_path.get(str(Path(path).expanduser().resolve()))
+        if own is not None:
+            scores[own] = -np.inf
+        hits = [SearchHit(self.paths[i], float(scores[i]), float(self.dates[i])) for i in top_k(scores, top)]
+        return [h for h in hits if np.isfinite(h.score) and (min_score is None or h.score >= min_score)]

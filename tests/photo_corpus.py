@@ -298,3 +298,10 @@ def materialize(
             image.save(out, format="JPEG", quality=JPEG_QUALITY)
         written[name] = out
     return written
+
+
+if __name__ == "__main__":  # `python -m tests.photo_corpus DEST`: write the available real photos as JPEGs
+    import sys
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-photos")
+    print(f"wrote {len(materialize(target))} real photos to {target}")

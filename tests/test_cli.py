@@ -16,8 +16,8 @@ from tests.photo_corpus import materialize
 
 
 def run_core(*args: str, library: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_DATA_HOME": str(library.parent / "xdg"), **(env_extra or {})}
-    env.pop("PHOTOSEEK_HOME", None)
+    env = {k: v for k, v in os.environ.items() if k != "PHOTOSEEK_HOME"}
+    env.update({"XDG_DATA_HOME": str(library.parent / "xdg"), **(env_extra or {})})
     return subprocess.run(
         [sys.executable, "-m", "core", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )

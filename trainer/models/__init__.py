@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from trainer.models.fastvit_timm import FastVitImageEncoder
-from trainer.models.golden_fill import fill_state_dict
+from trainer.models.golden_fill import build_filled, fill_state_dict
 from trainer.models.mci import MCI_CONFIGS, MCiConfig, MCiImageEncoder
 from trainer.models.reparam import reparameterize_model
 from trainer.models.vit import TimmViTImageEncoder, V1ViTImageEncoder
@@ -19,8 +19,15 @@ V1_TAGS = ("S0", "S1", "S2", "B")
 MC2_TAGS = ("MC2-S0", "MC2-S2", "MC2-B", "MC2-S3", "MC2-S4", "MC2-L-14")
 IMAGE_TAGS = V1_TAGS + MC2_TAGS
 
-_MCI_OF_TAG = {"S0": "mci0", "S1": "mci1", "S2": "mci2", "MC2-S0": "mci0", "MC2-S2": "mci2", "MC2-S3": "mci3",
-               "MC2-S4": "mci4"}  # fmt: skip
+_MCI_OF_TAG = {
+    "S0": "mci0",
+    "S1": "mci1",
+    "S2": "mci2",
+    "MC2-S0": "mci0",
+    "MC2-S2": "mci2",
+    "MC2-S3": "mci3",
+    "MC2-S4": "mci4",
+}
 
 
 def _check_tag(tag: str) -> None:
@@ -71,6 +78,7 @@ __all__ = [
     "MCiImageEncoder",
     "TimmViTImageEncoder",
     "V1ViTImageEncoder",
+    "build_filled",
     "build_image_encoder",
     "fill_state_dict",
     "image_key_prefix",

@@ -20,16 +20,18 @@ class LayerNormChannel(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim))
         self.eps = eps
+        self.normalized_shape = (dim,)  # a constant, not x.shape[1]: traced exports need it static
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 
 
 class MHSA2d(nn.Module):
     """Multi-head self-attention over the H*W positions of an NCHW map (``qkv`` without bias, ``proj`` with).
 
-    Reshapes use constants and ``-1`` only, so a traced export keeps a dynamic batch.
+    Reshapes use module constants or the input's own shape (no Python ints read from ``x.shape``), so a traced
+    ONNX export keeps a dynamic batch.
     """
 
     def __init__(self, dim: int, head_dim: int = 32, qkv_bias: bool = False) -> None:

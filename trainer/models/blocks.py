@@ -202,6 +202,8 @@ class MobileOneBlock(nn.Module):
             use_scale = kh > 1 and kw > 1
         if use_identity is None:
             use_identity = in_ch == out_ch and stride == 1
+        if not (use_conv or use_scale or use_identity):
+            raise ValueError("a MobileOne block needs at least one branch")
         self.se = SqueezeExcite(out_ch, int(out_ch * se_ratio), names.block_se) if se_ratio > 0 else nn.Identity()
         if use_identity:
             setattr(self, names.skip, nn.BatchNorm2d(in_ch))
@@ -212,18 +214,15 @@ class MobileOneBlock(nn.Module):
         self.act = nn.GELU() if act else nn.Identity()
         self.reparam_conv: nn.Conv2d | None = None
 
-    def _branch(self, name: str) -> nn.Module | None:
-        return getattr(self, name, None)
+    def _branches(self) -> tuple[nn.Module | None, nn.Module | None, nn.Module | None]:
+        """(identity BN, kxk conv list, 1x1 conv), each None when absent or fused away."""
+        return tuple(getattr(self, name, None) for name in (self.names.skip, self.names.conv, self.names.scale))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.reparam_conv is not None:
             return self.act(self.se(self.reparam_conv(x)))
         out = 0
-        skip, convs, scale = (
-            self._branch(self.names.skip),
-            self._branch(self.names.conv),
-            self._branch(self.names.scale),
-        )
+        skip, convs, scale = self._branches()
         if skip is not None:
             out = skip(x)
         if scale is not None:
@@ -242,11 +241,7 @@ class MobileOneBlock(nn.Module):
             self.out_ch, self.in_ch // self.groups, *self.kernel_size, dtype=torch.float64, device=device
         )
         bias = torch.zeros(self.out_ch, dtype=torch.float64, device=device)
-        skip, convs, scale = (
-            self._branch(self.names.skip),
-            self._branch(self.names.conv),
-            self._branch(self.names.scale),
-        )
+        skip, convs, scale = self._branches()
         if skip is not None:
             k, b = fold_bn(identity_kernel(self.in_ch, self.groups, self.kernel_size).to(device), skip)
             kernel, bias = kernel + k, bias + b

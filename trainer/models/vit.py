@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 def multi_head_attention(x: Tensor, qkv: nn.Linear, proj: nn.Linear, num_heads: int) -> Tensor:
     """Self-attention over tokens ``x`` ``[B, N, C]`` with a fused ``qkv`` projection laid out as [3, heads, dim]."""
-    head_dim = x.shape[-1] // num_heads
+    head_dim = proj.in_features // num_heads  # a module constant, so traced exports stay batch-dynamic
     q, k, v = qkv(x).unflatten(-1, (3, num_heads, head_dim)).permute(2, 0, 3, 1, 4)
     attn = torch.softmax((q * head_dim**-0.5) @ k.transpose(-2, -1), dim=-1)
     return proj((attn @ v).transpose(1, 2).flatten(2))
@@ -122,8 +122,16 @@ class _V1Classifier(nn.Module):
 class V1VisionTransformer(nn.Module):
     """MobileCLIP-B trunk with ml-mobileclip names (``model.`` children of the v1 image encoder)."""
 
-    def __init__(self, dim: int = 768, depth: int = 12, num_heads: int = 12, embed_dim: int = 512,
-                 num_patches: int = 196, stem_padding: int = 1, eps: float = 1e-5) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        embed_dim: int = 512,
+        num_patches: int = 196,
+        stem_padding: int = 1,
+        eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.patch_emb = conv_stem(ConvNormAct, dim, stem_padding)
@@ -224,9 +232,18 @@ class TimmVisionTransformer(nn.Module):
         stem_padding: padding of the first conv-stem conv (0 in timm; 1 reproduces the v1 reference).
     """
 
-    def __init__(self, stem: str = "mci", dim: int = 768, depth: int = 12, num_heads: int = 12,
-                 mlp_ratio: float = 4.0, embed_dim: int = 512, img_size: int = 224, eps: float = 1e-6,
-                 stem_padding: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        stem: str = "mci",
+        dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        embed_dim: int = 512,
+        img_size: int = 224,
+        eps: float = 1e-6,
+        stem_padding: int = 0,
+    ) -> None:
         super().__init__()
         if stem == "mci":
             num_tokens, self.class_in_pos = (img_size // 16) ** 2, False

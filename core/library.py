@@ -1,0 +1,140 @@
+"""The photo library as the CLI and the desktop app use it: folders, indexing with tagging, search.
+
+Model switching: `use` makes a model *active* at once; indexing then embeds what that model lacks. Search
+keeps answering from the *serving* model (the last one that covered the whole library) until the active
+model has embedded every photo, so a re-embed in the background never leaves search empty.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from core.encoders import ModelPackage
+from core.errors import PhotoSeekError
+from core.index_db import PhotoIndex
+from core.indexer import IndexReport, ProgressCallback, index_paths
+from core.model_store import ModelStore
+from core.paths import library_dir
+from core.search import SearchEngine
+from core.tagging import Tagger
+from core.watcher import FolderWatcher
+from core.xmp import write_tags
+
+SERVING_KEY = "serving_model"
+
+
+class Library:
+    """One library folder: its index, its models and its settings. Cheap to create; not thread-bound
+    (each call opens its own database connection, so workers and the GUI can share one Library)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = library_dir(path)
+        self.store = ModelStore(self.path)
+        self._models: dict[str, ModelPackage] = {}
+        self._lock = threading.Lock()
+
+    def open_index(self) -> PhotoIndex:
+        return PhotoIndex(self.path)
+
+    def model(self, model_id: str | None = None) -> ModelPackage:
+        """A loaded, verified model package (the active one by default), kept for reuse."""
+        model_id = model_id or self.store.active_id()
+        with self._lock:
+            if model_id not in self._models:
+                self._models[model_id] = self.store.load(model_id)
+            return self._models[model_id]
+
+    def serving_model_id(self) -> str:
+        """The model search answers from: the active one once it covers the library, else the previous one."""
+        active = self.store.active_id()
+        serving = self.store.read_setting(SERVING_KEY)
+        installed = {m.id for m in self.store.list()}
+        if serving in installed and serving != active and not self._complete(active):
+            return serving
+        return active
+
+    def _complete(self, model_id: str) -> bool:
+        with self.open_index() as index:
+            return len(index.embedded_ids(model_id)) >= index.photo_count()
+
+    def index(
+        self,
+        roots: Iterable[Path] | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        batch_size: int = 32,
+    ) -> IndexReport:
+        """Index folders (default: every library folder) with the active model, tagging new photos as they land."""
+        model = self.model()
+        with self.open_index() as index:
+            if roots is None:
+                roots = [Path(p) for p in index.folders()]
+            else:
+                roots = [Path(r).expanduser() for r in roots]
+                index.add_folders(str(r.resolve()) for r in roots if r.is_dir())
+            tagger = Tagger(index)
+
+            def tag_batch(ids: list[int], vectors: np.ndarray) -> None:
+                tagger.tag_photos(model, ids, vectors)
+
+            report = index_paths(
+                roots, index, model, batch_size=batch_size, progress=progress, cancel=cancel, on_batch=tag_batch
+            )
+            if not report.cancelled and len(index.embedded_ids(model.id)) >= index.photo_count():
+                self.store.write_setting(SERVING_KEY, model.id)
+        return report
+
+    def search_engine(self) -> SearchEngine:
+        """A search engine over the serving model's embeddings (reload it after indexing)."""
+        with self.open_index() as index:
+            return SearchEngine(index, self.model(self.serving_model_id()))
+
+    def export_xmp(self, paths: Iterable[Path] | None = None, style: str = "ext-appended") -> list[tuple[str, str]]:
+        """Write every photo's tags (under `paths`, default all) into XMP sidecars; originals are not touched.
+
+        User tags and confirmed model tags are written as the user's; unconfirmed model tags are marked as
+        PhotoSeek's so a later export replaces them. Returns (photo, error) for sidecars that could not be written.
+        """
+        prefixes = [str(Path(p).expanduser().resolve()) for p in paths] if paths else None
+        failures = []
+        with self.open_index() as index:
+            tagger = Tagger(index)
+            for path in sorted(index.file_states()):
+                if prefixes and not any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes):
+                    continue
+                tags = tagger.tags_of(path)
+                user = [t.tag for t in tags if t.state == "confirmed"]
+                model = [t.tag for t in tags if t.state == "auto"]
+                try:
+                    write_tags(Path(path), user, model, style=style)
+                except (PhotoSeekError, OSError) as exc:
+                    failures.append((path, str(exc)))
+        return failures
+
+    def watcher(self, on_report: Callable[[IndexReport], None], debounce_s: float = 2.0) -> FolderWatcher:
+        """A watcher over the library folders that indexes new or changed photos and forgets deleted ones.
+
+        `on_report` runs on the watcher's thread after each batch; start() and stop() the returned watcher.
+        """
+
+        def photos_under(folder: Path) -> list[str]:
+            with self.open_index() as index:
+                prefix = str(folder).rstrip("/") + "/"
+                return [p for p in index.file_states() if p.startswith(prefix)]
+
+        def on_change(changed: set[Path], deleted: set[Path]) -> None:
+            with self.open_index() as index:
+                index.remove_paths(str(p) for p in deleted)
+            existing = [p for p in changed if p.exists()]
+            if existing or deleted:
+                report = self.index(existing) if existing else IndexReport(removed=len(deleted))
+                on_report(report)
+
+        with self.open_index() as index:
+            roots = [Path(p) for p in index.folders()]
+        return FolderWatcher(roots, on_change, debounce_s=debounce_s, known_under=photos_under)

@@ -1,0 +1,220 @@
+"""The photo grid: a list model that holds only paths and scores, a delegate that paints cells, and the view.
+
+The model never touches pixels up front: `DecorationRole` asks the thumbnail loader, which answers from its
+LRU or queues a load and returns None (the delegate paints a placeholder until `ready` arrives). With
+uniform item sizes the view only asks about the rows on screen, so 100k rows cost a list of strings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
+from PySide6.QtGui import QPainter, QPalette, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+
+from desktop.thumbnail_loader import ThumbnailLoader
+
+PathRole = Qt.UserRole + 1
+ScoreRole = Qt.UserRole + 2
+ThumbStateRole = Qt.UserRole + 3  # "ready", "loading" or "failed"
+
+MIN_THUMB, MAX_THUMB, DEFAULT_THUMB = 96, 320, 160
+ModelIndex = QModelIndex | QPersistentModelIndex
+
+
+class PhotoGridModel(QAbstractListModel):
+    """Rows of photos: a path and, for search results, a score."""
+
+    def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.loader = loader
+        self.thumb_size = DEFAULT_THUMB
+        self.device_ratio = 1.0
+        self._paths: list[str] = []
+        self._scores: list[float] | None = None
+        self._row_of: dict[str, int] = {}
+        loader.ready.connect(self._thumbnail_changed)
+        loader.failed.connect(self._thumbnail_changed)
+
+    # --- content ---------------------------------------------------------------------------------
+
+    def set_photos(self, paths: Sequence[str], scores: Sequence[float] | None = None) -> None:
+        """Replace every row (a new search result or the whole library)."""
+        if scores is not None and len(scores) != len(paths):
+            raise ValueError(f"{len(paths)} paths but {len(scores)} scores")
+        self.beginResetModel()
+        self._paths = list(paths)
+        self._scores = list(scores) if scores is not None else None
+        self._row_of = {path: row for row, path in enumerate(self._paths)}
+        self.endResetModel()
+
+    def append_photos(self, paths: Sequence[str]) -> None:
+        """Add rows at the end (photos indexed while the user browses); paths already shown are skipped."""
+        new = [p for p in dict.fromkeys(paths) if p not in self._row_of]
+        if not new or self._scores is not None:
+            return
+        first = len(self._paths)
+        self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+        self._paths.extend(new)
+        self._row_of.update((path, first + i) for i, path in enumerate(new))
+        self.endInsertRows()
+
+    def paths(self) -> list[str]:
+        """Every row's path, in row order."""
+        return list(self._paths)
+
+    def path(self, row: int) -> str:
+        return self._paths[row]
+
+    def row_of(self, path: str) -> int | None:
+        return self._row_of.get(path)
+
+    @property
+    def has_scores(self) -> bool:
+        return self._scores is not None
+
+    def set_thumb_size(self, size: int) -> None:
+        """Paint thumbnails at another size (zoom); rows stay the same."""
+        self.thumb_size = max(MIN_THUMB, min(MAX_THUMB, size))
+        self.layoutChanged.emit()
+
+    # --- Qt model API ----------------------------------------------------------------------------
+
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self._paths)
+
+    def data(self, index: ModelIndex, role: int = Qt.DisplayRole) -> object:
+        if not index.isValid() or not 0 <= index.row() < len(self._paths):
+            return None
+        path = self._paths[index.row()]
+        if role == Qt.DisplayRole:
+            return os.path.basename(path)
+        if role == PathRole:
+            return path
+        if role == ScoreRole:
+            return None if self._scores is None else self._scores[index.row()]
+        if role == Qt.DecorationRole:
+            return self.loader.pixmap(path, self.thumb_size, self.device_ratio)
+        if role == ThumbStateRole:
+            if self.loader.has_failed(path):
+                return "failed"
+            return "ready" if self.loader.pixmap(path, self.thumb_size, self.device_ratio) is not None else "loading"
+        if role == Qt.ToolTipRole:
+            if self._scores is None:
+                return path
+            return f"{path}\nscore {self._scores[index.row()]:.3f}"
+        return None
+
+    def _thumbnail_changed(self, path: str) -> None:
+        row = self._row_of.get(path)
+        if row is not None:
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [Qt.DecorationRole])
+
+
+class PhotoDelegate(QStyledItemDelegate):
+    """Paints a square thumbnail cell with the file name and, for search results, the score.
+    Colours come from the palette, so light and dark themes both work."""
+
+    PADDING = 6
+
+    def __init__(self, model: PhotoGridModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+
+    def cell_size(self, option_font_height: int) -> QSize:
+        side = self.model.thumb_size + 2 * self.PADDING
+        return QSize(side, side + option_font_height + self.PADDING)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: ModelIndex) -> QSize:
+        return self.cell_size(option.fontMetrics.height())
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: ModelIndex) -> None:
+        painter.save()
+        palette: QPalette = option.palette
+        rect: QRect = option.rect
+        selected = bool(option.state & QStyle.State_Selected)
+        if selected:
+            painter.fillRect(rect, palette.highlight())
+        elif option.state & QStyle.State_MouseOver:
+            painter.fillRect(rect, palette.alternateBase())
+
+        size = self.model.thumb_size
+        box = QRect(rect.x() + (rect.width() - size) // 2, rect.y() + self.PADDING, size, size)
+        pixmap: QPixmap | None = index.data(Qt.DecorationRole)
+        if pixmap is not None and not pixmap.isNull():
+            ratio = self.model.device_ratio  # thumbnails are loaded at size x ratio device pixels
+            w, h = max(1.0, pixmap.width() / ratio), max(1.0, pixmap.height() / ratio)
+            scale = min(size / w, size / h)
+            w, h = round(w * scale), round(h * scale)
+            target = QRect(box.x() + (size - w) // 2, box.y() + (size - h) // 2, w, h)
+            painter.setRenderHint(QPainter.SmoothPixmapTransform)
+            painter.drawPixmap(target, pixmap)
+        else:
+            # Placeholder: a soft square while loading, a crossed one for files that cannot be shown.
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(palette.mid() if selected else palette.button())
+            painter.drawRoundedRect(box.adjusted(8, 8, -8, -8), 6, 6)
+            if self.model.loader.has_failed(index.data(PathRole)):
+                painter.setPen(palette.color(QPalette.Text))
+                painter.drawText(box, Qt.AlignCenter, "⚠\ncannot show")
+
+        text_color = palette.color(QPalette.HighlightedText if selected else QPalette.Text)
+        painter.setPen(text_color)
+        text_rect = QRect(rect.x() + self.PADDING, box.bottom() + 2, rect.width() - 2 * self.PADDING, 0)
+        text_rect.setBottom(rect.bottom() - 2)
+        score = index.data(ScoreRole)
+        name = index.data(Qt.DisplayRole)
+        if score is not None:
+            badge = f"{score:.2f}"
+            metrics = option.fontMetrics
+            badge_width = metrics.horizontalAdvance(badge) + 6
+            painter.drawText(text_rect, Qt.AlignRight | Qt.AlignVCenter, badge)
+            text_rect.setRight(text_rect.right() - badge_width)
+        elided = option.fontMetrics.elidedText(name, Qt.ElideMiddle, text_rect.width())
+        painter.drawText(text_rect, Qt.AlignLeft | Qt.AlignVCenter, elided)
+        painter.restore()
+
+
+class PhotoGridView(QListView):
+    """A wrapping icon grid tuned for very long lists: static layout, uniform cells, batched layout."""
+
+    def __init__(self, model: PhotoGridModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.IconMode)
+        self.setMovement(QListView.Static)  # Static keeps the cheap list layout engine (no free placement)
+        self.setResizeMode(QListView.Adjust)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.Batched)
+        self.setBatchSize(2000)
+        self.setWrapping(True)
+        self.setSpacing(2)
+        self.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollPerPixel)
+        self.setMouseTracking(True)
+        self.setModel(model)
+        self.grid_delegate = PhotoDelegate(model, self)
+        self.setItemDelegate(self.grid_delegate)
+        self.setObjectName("photoGrid")
+        self.setAccessibleName("Photos")
+        model.layoutChanged.connect(self._update_cells)
+        self._update_cells()
+
+    def _update_cells(self) -> None:
+        model: PhotoGridModel = self.model()
+        model.device_ratio = self.devicePixelRatioF()
+        self.setGridSize(self.grid_delegate.cell_size(self.fontMetrics().height()))
+        self.verticalScrollBar().setSingleStep(max(20, model.thumb_size // 4))
+
+    def current_row(self) -> int | None:
+        """The row with keyboard focus, if any."""
+        index = self.currentIndex()
+        return index.row() if index.isValid() else None
+
+    def select_row(self, row: int) -> None:
+        """Make `row` current and selected, and scroll it into view."""
+        index = self.model().index(row, 0)
+        self.setCurrentIndex(index)
+        self.scrollTo(index)

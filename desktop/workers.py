@@ -1,0 +1,127 @@
+"""Background jobs for the GUI: a QRunnable that runs one plain function and reports back through signals.
+
+Rules (the whole app follows them):
+- a job's function never touches widgets; it gets a `JobContext` to report progress and to see cancellation;
+- results, progress and errors reach the GUI thread as queued signals of a `JobSignals` object that lives
+  in the GUI thread (a QRunnable is not a QObject, so it cannot carry signals itself);
+- jobs run as plain callables on a QThreadPool (no QRunnable subclass, so no C++/Python ownership games);
+  `JobRunner` keeps each job referenced until it finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QThreadPool, Signal
+
+from core.errors import PhotoSeekError
+
+log = logging.getLogger(__name__)
+
+
+class JobSignals(QObject):
+    """What a job tells the GUI thread. `finished` always comes last, after `succeeded` or `failed`."""
+
+    progress = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    finished = Signal()
+
+
+class JobContext:
+    """Handed to a job's function: `report(value)` sends progress, `cancel` is set when the user cancels."""
+
+    def __init__(self, signals: JobSignals) -> None:
+        self._signals = signals
+        self.cancel = threading.Event()
+
+    def report(self, value: object) -> None:
+        """Send a progress value to the GUI thread (never blocks)."""
+        self._signals.progress.emit(value)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A message for the user: core's own errors speak for themselves, anything else names its type."""
+    if isinstance(exc, PhotoSeekError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Job:
+    """Runs `fn(context)` on a pool thread and emits its result or error."""
+
+    def __init__(self, name: str, fn: Callable[[JobContext], Any]) -> None:
+        self.name = name
+        self._fn = fn
+        self.signals = JobSignals()
+        self.context = JobContext(self.signals)
+
+    def cancel(self) -> None:
+        """Ask the job to stop; it decides when it is safe to."""
+        self.context.cancel.set()
+
+    def run(self) -> None:  # runs on a pool thread
+        try:
+            result = self._fn(self.context)
+        except Exception as exc:  # every failure must reach the UI, never die silently in a thread
+            if not isinstance(exc, PhotoSeekError):
+                log.error("job %s failed:\n%s", self.name, traceback.format_exc())
+            self.signals.failed.emit(describe_error(exc))
+        else:
+            self.signals.succeeded.emit(result)
+        finally:
+            self.signals.finished.emit()
+
+
+class JobRunner(QObject):
+    """Starts jobs on its own thread pool and keeps them alive until they finish."""
+
+    def __init__(self, max_threads: int = 4, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(max_threads)
+        self._running: set[Job] = set()
+
+    def start(
+        self,
+        name: str,
+        fn: Callable[[JobContext], Any],
+        *,
+        on_success: Callable[[Any], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_progress: Callable[[Any], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
+    ) -> Job:
+        """Run `fn` in the background; the callbacks run on the GUI thread."""
+        job = Job(name, fn)
+        if on_success is not None:
+            job.signals.succeeded.connect(on_success)
+        if on_error is not None:
+            job.signals.failed.connect(on_error)
+        if on_progress is not None:
+            job.signals.progress.connect(on_progress)
+        if on_finished is not None:
+            job.signals.finished.connect(on_finished)
+        job.signals.finished.connect(lambda: self._running.discard(job))
+        self._running.add(job)
+        self.pool.start(job.run)
+        return job
+
+    def running(self) -> list[Job]:
+        """Jobs started and not finished yet."""
+        return list(self._running)
+
+    def shutdown(self, timeout_ms: int = 10_000) -> bool:
+        """Cancel every job and wait for the pool to drain; False if something was still running."""
+        for job in list(self._running):
+            job.cancel()
+        self.pool.clear()  # jobs not started yet never start
+        return self.pool.waitForDone(timeout_ms)

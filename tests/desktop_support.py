@@ -1,0 +1,101 @@
+"""Helpers shared by the desktop tests: real photo folders, a window factory, drops, waiting on the controller."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from desktop.app import create_main_window
+from desktop.main_window import MainWindow
+from tests.photo_corpus import available_photos, materialize
+
+WAIT_MS = 120_000  # indexing on a loaded 2-core machine can be slow; a hang still fails
+
+
+def photo_folder(dest: Path, copies: int = 1, max_side: int = 384) -> Path:
+    """A folder of real photos (every corpus photo available here), `copies` times each under new names."""
+    written = materialize(dest, max_side=max_side)
+    for i in range(1, copies):
+        for name, path in written.items():
+            shutil.copyfile(path, dest / f"{name}_copy{i}{path.suffix}")
+    return dest
+
+
+def corpus_size() -> int:
+    return len(available_photos())
+
+
+def drop_paths(window: MainWindow, paths: list[Path]) -> None:
+    """Drag `paths` over the window and drop them, as a file manager would."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QPointF(window.rect().center())
+    enter = QDragEnterEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted(), "the window refused the drag"
+    drop = QDropEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(window, drop)
+    assert drop.isAccepted(), "the window refused the drop"
+
+
+@pytest.fixture()
+def settings_file(tmp_path: Path) -> Path:
+    return tmp_path / "settings.ini"
+
+
+@pytest.fixture()
+def make_window(qtbot, settings_file: Path) -> Iterator[Callable[..., MainWindow]]:
+    """Factory: an open main window over a library, shown, with the library opened."""
+    windows: list[MainWindow] = []
+
+    def make(library: Path, **kwargs: object) -> MainWindow:
+        settings = QSettings(str(settings_file), QSettings.IniFormat)
+        window = create_main_window(library, settings, **kwargs)
+        windows.append(window)
+        with qtbot.waitSignal(window.controller.ready, timeout=WAIT_MS):
+            window.show()
+        return window
+
+    yield make
+    for window in windows:
+        window.close()  # saves settings and waits for the workers, so nothing runs after the test
+
+
+def wait_for_query(qtbot, window: MainWindow, query: str) -> None:
+    """Wait until the grid shows the answer to `query` ("" = the whole library)."""
+    qtbot.waitUntil(
+        lambda: window.results_received and window.photo_list.query == query and not window.search_pending,
+        timeout=WAIT_MS,
+    )
+
+
+def names(window: MainWindow) -> list[str]:
+    """File names of the grid's rows, in order."""
+    return [Path(p).stem for p in window.grid_model.paths()]
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory, starter_package_dir: Path) -> tuple[Path, Path]:
+    """(photo folder, index database file): the corpus photos indexed once per test module with the starter."""
+    from desktop.library_service import LibraryService
+
+    root = tmp_path_factory.mktemp("indexed")
+    photos = photo_folder(root / "photos")
+    (root / "lib" / "models").mkdir(parents=True)
+    (root / "lib" / "models" / "starter").symlink_to(starter_package_dir, target_is_directory=True)
+    report = LibraryService(root / "lib").index([photos])
+    assert report.indexed == corpus_size() and report.failed == 0
+    return photos, root / "lib" / "index.sqlite3"
+
+
+@pytest.fixture()
+def indexed_library(library: Path, indexed: tuple[Path, Path]) -> Path:
+    """The `library` fixture with the corpus already indexed in it."""
+    shutil.copyfile(indexed[1], library / "index.sqlite3")
+    return library
