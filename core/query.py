@@ -288,25 +288,30 @@ def _rows(name: str, array: np.ndarray) -> np.ndarray:
     return array / np.maximum(norms, 1e-12)
 
 
-def combine(positive: np.ndarray, negative: np.ndarray, photos: np.ndarray, negative_weight: float = 0.5) -> np.ndarray:
-    """One unit query vector: normalise(sum(positive) + sum(photos) - negative_weight * sum(negative)).
+def combine(positive: np.ndarray, photos: np.ndarray) -> np.ndarray:
+    """One unit query vector: normalise(sum(positive) + sum(photos)).
 
     Each input is a [k, D] array of unit rows (k may be 0; a single [D] vector is accepted too).
     Raises QueryError when there are no terms or they cancel out, ValueError on mismatched shapes.
     """
-    groups = [_rows("positive", positive), _rows("negative", negative), _rows("photos", photos)]
+    groups = [_rows("positive", positive), _rows("photos", photos)]
     dims = {g.shape[1] for g in groups if g.shape[0]}
     if not dims:
         raise QueryError("the query has nothing to search for")
     if len(dims) > 1:
         raise ValueError(f"query vectors have different sizes: {sorted(dims)}")
-    pos, neg, pho = groups
-    dim = dims.pop()
-    total = np.zeros(dim, dtype=np.float32)
-    for group, weight in ((pos, 1.0), (pho, 1.0), (neg, -float(negative_weight))):
-        if group.shape[0]:
-            total += weight * group.sum(axis=0)
+    total = sum(g.sum(axis=0) for g in groups if g.shape[0])
     norm = float(np.linalg.norm(total))
     if norm < 1e-6:
         raise QueryError("the query's terms cancel each other out")
     return (total / norm).astype(np.float32)
+
+
+def demote(scores: np.ndarray, negative_scores: np.ndarray, weight: float = 1.0) -> np.ndarray:
+    """Lower each photo's score by how much more than the library's median it matches each negative term.
+
+    `negative_scores` is [terms, N]. Subtracting the negative's vector from the query instead would also remove
+    what the two share ("vehicle" and "motorcycle"), so photos are demoted by their own excess similarity.
+    """
+    excess = negative_scores - np.median(negative_scores, axis=1, keepdims=True)
+    return scores - weight * np.clip(excess, 0.0, None).sum(axis=0)

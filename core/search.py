@@ -18,7 +18,7 @@ from core.encoders import ModelPackage
 from core.errors import LibraryError
 from core.index_db import PhotoIndex
 from core.preprocess import decode_side, load_image
-from core.query import ParsedQuery, combine, parse_query
+from core.query import ParsedQuery, combine, demote, parse_query
 from core.tagging import Tagger
 
 SORTS = ("relevance", "date")
@@ -92,14 +92,24 @@ class SearchEngine:
         return self.model.embed_images([image])[0]
 
     def query_vector(self, query: ParsedQuery) -> np.ndarray | None:
-        """The unit query vector for the text and photo terms, or None for a filters-only query."""
-        if not query.has_vector_terms:
+        """The unit query vector for the text and photo terms, or None when there are none."""
+        if not (query.positive or query.photos):
             return None
-        dim = self.model.dim
-        positive = self.model.embed_texts(list(query.positive), as_query=True) if query.positive else np.zeros((0, dim))
-        negative = self.model.embed_texts(list(query.negative), as_query=True) if query.negative else np.zeros((0, dim))
-        photos = np.stack([self.photo_vector(p) for p in query.photos]) if query.photos else np.zeros((0, dim))
-        return combine(positive, negative, photos)
+        positive = self.model.embed_texts(list(query.positive), as_query=True) if query.positive else None
+        photos = np.stack([self.photo_vector(p) for p in query.photos]) if query.photos else None
+        empty = np.zeros((0, self.model.dim), np.float32)
+        return combine(empty if positive is None else positive, empty if photos is None else photos)
+
+    def scores(self, query: ParsedQuery) -> np.ndarray | None:
+        """Similarity of every photo to the query, negatives applied; None for a filters-only query."""
+        vector = self.query_vector(query)
+        if vector is None and not query.negative:
+            return None
+        scores = np.zeros(len(self.paths), np.float32) if vector is None else self.matrix @ vector
+        if query.negative:
+            negatives = self.model.embed_texts(list(query.negative), as_query=True)
+            scores = demote(scores, negatives @ self.matrix.T)
+        return scores
 
     def run(
         self, query: ParsedQuery, top: int = 50, min_score: float | None = None, sort: str = "relevance"
@@ -110,13 +120,13 @@ class SearchEngine:
         if not self.paths or query.is_empty:
             return []
         mask = self._filter_mask(query)
-        vector = self.query_vector(query)
-        scores = np.ones(len(self.paths), dtype=np.float32) if vector is None else self.matrix @ vector
+        ranked = self.scores(query)
+        scores = np.ones(len(self.paths), dtype=np.float32) if ranked is None else ranked
         if min_score is not None:
             mask &= scores >= min_score
         scores = np.where(mask, scores, -np.inf)
         order = [i for i in top_k(scores, min(top, int(mask.sum())))]
-        if sort == "date" or vector is None:
+        if sort == "date" or ranked is None:
             order.sort(key=lambda i: -self.dates[i])
         return [SearchHit(self.paths[i], float(scores[i]), float(self.dates[i])) for i in order]
 

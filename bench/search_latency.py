@@ -1,0 +1,51 @@
+"""Query latency of the in-memory search at 10k, 100k and 1M synthetic unit embeddings.
+
+    python bench/search_latency.py [--dim 384] [--sizes 10000 100000 1000000]
+
+Measures what a query costs once the text is embedded: one matrix-vector product plus the top-k
+(core.search.top_k), the same code the SearchEngine runs. Median of 20 queries per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.search import top_k  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dim", type=int, default=384, help="embedding size (starter 384, MobileCLIP 512/768)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--top", type=int, default=50)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    baseline = None
+    for size in args.sizes:
+        matrix = rng.standard_normal((size, args.dim), dtype=np.float32)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        queries = rng.standard_normal((21, args.dim), dtype=np.float32)
+        times = []
+        for query in queries:
+            start = time.perf_counter()
+            top_k(matrix @ query, args.top)
+            times.append(time.perf_counter() - start)
+        median_ms = statistics.median(times[1:]) * 1000
+        baseline = baseline or median_ms / size
+        print(
+            f"{size:>9,} photos x {args.dim}: median {median_ms:7.2f} ms per query "
+            f"(per-photo cost {median_ms / size / baseline:.2f}x the smallest size's), "
+            f"matrix {matrix.nbytes / 2**20:,.0f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()

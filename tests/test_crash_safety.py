@@ -1,0 +1,69 @@
+"""A killed indexer (SIGKILL at random moments) never corrupts the index, and reruns never re-encode a finished photo."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.photo_corpus import available_photos, materialize
+
+
+def _consistent_state(library: Path) -> int:
+    """Checks the database after a kill; returns how many photos are committed."""
+    conn = sqlite3.connect(library / "index.sqlite3")
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        photos = conn.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM photos").fetchone()
+        assert photos[0] == photos[1]  # no duplicate paths
+        per_photo = conn.execute(
+            "SELECT COUNT(*) FROM photos p LEFT JOIN embeddings e ON e.photo_id = p.id GROUP BY p.id"
+        ).fetchall()
+        assert all(count == 1 for (count,) in per_photo)  # each committed photo has exactly its one embedding
+        return photos[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume(library: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    names = [p.name for p in available_photos()]
+    for side in (640, 480, 400, 320):  # distinct files: every size is a different photo file
+        materialize(folder / f"size{side}", names, max_side=side)
+    total = sum(1 for _ in folder.rglob("*.jpg"))
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg"), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "core", "index", str(folder), "--library", str(library), "--batch-size", "4"]
+    rng = random.Random(1234)
+
+    committed = 0
+    kills = 0
+    for _ in range(6):
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.5, 5.0))
+        if process.poll() is not None:
+            break  # it finished before this kill
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        if (library / "index.sqlite3").exists():
+            now = _consistent_state(library)
+            assert now >= committed  # committed batches stay committed
+            committed = now
+    assert kills >= 2, "the indexer finished too fast to be killed; give it more photos"
+
+    final = subprocess.run([*command, "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    report = json.loads(final.stdout)
+    assert _consistent_state(library) == total
+    assert report["indexed"] == total - committed  # nothing finished before the kills was encoded again
+    assert report["unchanged"] == committed

@@ -1,0 +1,184 @@
+"""The library on real photos: search syntax and filters, similar photos, tags, model switching, XMP export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.library import Library
+from core.query import ParsedQuery, parse_query
+from core.tagging import Tagger
+from core.xmp import read_subjects, sidecar_path
+from tests.photo_corpus import load_photo, materialize
+
+NAMES = ["chelsea_cat", "coffee", "rocket_launch_pad", "motorcycle", "astronaut", "cameraman"]
+
+
+def _with_exif(source: Path, dest: Path, taken: str, make: str, model: str) -> None:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = make, model
+    exif.get_ifd(0x8769)[0x9003] = taken
+    Image.open(source).save(dest, exif=exif, quality=92)
+
+
+@pytest.fixture()
+def indexed(library: Path, tmp_path: Path) -> tuple[Library, dict[str, Path]]:
+    """A library with the real photos in two folders; cat and coffee carry EXIF dates and cameras."""
+    staged = materialize(tmp_path / "staged", NAMES)
+    home, trip = tmp_path / "photos" / "home", tmp_path / "photos" / "trip"
+    home.mkdir(parents=True)
+    trip.mkdir(parents=True)
+    paths = {}
+    for name, src in staged.items():
+        target = (home if name in ("chelsea_cat", "coffee", "motorcycle") else trip) / src.name
+        if name == "chelsea_cat":
+            _with_exif(src, target, "2021:06:01 10:00:00", "Canon", "Canon EOS 5D")
+        elif name == "coffee":
+            _with_exif(src, target, "2023:02:03 08:30:00", "Google", "Pixel 7")
+        else:
+            shutil.copy(src, target)
+        paths[name] = target.resolve()
+    lib = Library(library)
+    report = lib.index([tmp_path / "photos"])
+    assert report.indexed == len(NAMES) and report.failed == 0
+    return lib, paths
+
+
+def _names(hits) -> list[str]:
+    return [Path(h.path).stem for h in hits]
+
+
+def test_text_search_and_score_cutoff(indexed) -> None:
+    lib, _ = indexed
+    engine = lib.search_engine()
+    hits = engine.search("a cat", top=len(NAMES))
+    assert _names(hits)[0] == "chelsea_cat"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    cutoff = (hits[0].score + hits[1].score) / 2
+    assert _names(engine.search("a cat", min_score=cutoff)) == ["chelsea_cat"]
+
+
+def test_negative_term_pushes_results_away(indexed) -> None:
+    lib, _ = indexed
+    engine = lib.search_engine()
+    plain = engine.search("a vehicle", top=len(NAMES))
+    negated = engine.search("a vehicle -motorcycle", top=len(NAMES))
+    rank = {name: i for i, name in enumerate(_names(negated))}
+    assert _names(plain)[0] == "motorcycle"
+    assert rank["motorcycle"] > 0  # no longer the best match
+    assert {h.path: h.score for h in negated}[str(indexed[1]["motorcycle"])] < plain[0].score
+
+
+def test_photo_arithmetic_and_similar(indexed) -> None:
+    lib, paths = indexed
+    engine = lib.search_engine()
+    cat_photo = load_photo("chelsea_cat").resize((320, 240))
+    probe = paths["chelsea_cat"].parent.parent / "probe_cat.jpg"
+    cat_photo.save(probe)  # not indexed: embedded on the fly
+    hits = engine.run(parse_query(f"a cup of coffee +{probe}"), top=2)
+    assert set(_names(hits)) == {"chelsea_cat", "coffee"}
+    similar = engine.similar(paths["chelsea_cat"], top=3)
+    assert "chelsea_cat" not in _names(similar) and len(similar) == 3
+    assert similar[0].score >= similar[1].score >= similar[2].score
+
+
+def test_filters_folder_date_camera_and_date_sort(indexed) -> None:
+    lib, paths = indexed
+    engine = lib.search_engine()
+    home = paths["chelsea_cat"].parent
+    assert set(_names(engine.run(ParsedQuery(folder=home), top=50))) == {"chelsea_cat", "coffee", "motorcycle"}
+    in_2021 = engine.run(ParsedQuery(positive=("a photo",), date_from=date(2021, 1, 1), date_to=date(2022, 1, 1)))
+    assert _names(in_2021) == ["chelsea_cat"]
+    assert _names(engine.search("camera:pixel")) == ["coffee"]
+    assert _names(engine.search("photo camera:canon")) == ["chelsea_cat"]
+    by_date = engine.search(f"in:{home}", sort="date", top=10)
+    assert _names(by_date)[:2] == ["motorcycle", "coffee"] or _names(by_date).index("coffee") < _names(
+        by_date
+    ).index("chelsea_cat")
+    dated = [h.taken_at for h in engine.search("a photo", sort="date", top=10)]
+    assert dated == sorted(dated, reverse=True)
+
+
+def test_tags_user_decisions_survive_retagging(indexed) -> None:
+    lib, paths = indexed
+    cat = str(paths["chelsea_cat"])
+    with lib.open_index() as index:
+        tagger = Tagger(index)
+        auto = [t for t in tagger.tags_of(cat) if t.state == "auto"]
+        assert auto and all(t.source == "starter" for t in auto)
+        assert "cat" in [t.tag for t in auto] or "kitten" in [t.tag for t in auto]
+        rejected = auto[0].tag
+        tagger.remove_tag(cat, rejected)
+        tagger.set_user_tag(cat, "Miso")
+        offset = index.conn.execute("SELECT threshold_offset FROM vocabulary WHERE tag = ?", (rejected,)).fetchone()[0]
+        assert offset > 0  # rejecting raised that tag's threshold
+        matrix, ids, stored = index.load_embeddings("starter", 384)
+        row = stored.index(cat)
+        tagger.tag_photos(lib.model(), [int(ids[row])], matrix[row : row + 1])  # the model tags again
+        after = {t.tag: t for t in tagger.tags_of(cat, include_rejected=True)}
+    assert after["miso"].source == "user" and after["miso"].state == "confirmed"
+    assert after[rejected].state == "rejected"  # not brought back by the model
+    engine = lib.search_engine()
+    assert _names(engine.search("tag:miso")) == ["chelsea_cat"]
+
+
+def test_vocabulary_edits(indexed) -> None:
+    lib, _ = indexed
+    with lib.open_index() as index:
+        tagger = Tagger(index)
+        assert "dog" in tagger.vocabulary() and len(tagger.vocabulary()) > 250
+        tagger.add_to_vocabulary("Espresso Machine")
+        assert "espresso machine" in tagger.vocabulary()
+        assert tagger.remove_from_vocabulary("dog") and "dog" not in tagger.vocabulary()
+        assert not tagger.remove_from_vocabulary("no such tag")
+
+
+def test_model_switch_keeps_serving_old_model_until_complete(indexed, starter_package_dir: Path) -> None:
+    lib, _ = indexed
+    second = lib.store.install_dir / "starter-b"
+    shutil.copytree(starter_package_dir, second)
+    card = json.loads((second / "model_card.json").read_text())
+    (second / "model_card.json").write_text(json.dumps({**card, "id": "starter-b"}))
+    lib.store.set_active("starter-b")
+    assert lib.serving_model_id() == "starter"  # nothing embedded with the new model yet
+    assert _names(lib.search_engine().search("a cat"))[0] == "chelsea_cat"
+
+    cancel = threading.Event()
+    report = lib.index(progress=lambda done, total: cancel.set() if done else None, cancel=cancel, batch_size=2)
+    assert report.cancelled and 0 < report.indexed < len(NAMES)
+    assert lib.serving_model_id() == "starter"  # a partial re-embed does not take over search
+    assert len(lib.search_engine()) == len(NAMES)
+
+    lib.index()
+    assert lib.serving_model_id() == "starter-b"
+    engine = lib.search_engine()
+    assert engine.model.id == "starter-b" and len(engine) == len(NAMES)
+
+
+def test_export_xmp_writes_sidecars_that_read_back(indexed) -> None:
+    lib, paths = indexed
+    cat = paths["chelsea_cat"]
+    before = cat.read_bytes()
+    with lib.open_index() as index:
+        Tagger(index).set_user_tag(str(cat), "Miso")
+        model_tags = [t.tag for t in Tagger(index).tags_of(str(cat)) if t.state == "auto"]
+    assert lib.export_xmp() == []
+    subjects, hierarchical = read_subjects(sidecar_path(cat))
+    assert "miso" in subjects and "miso" in hierarchical
+    assert all(f"PhotoSeek|{t}" in hierarchical for t in model_tags)
+    assert cat.read_bytes() == before
+
+
+def test_unit_vectors_are_stored(indexed) -> None:
+    lib, _ = indexed
+    with lib.open_index() as index:
+        matrix, ids, stored = index.load_embeddings("starter", 384)
+    assert len(set(stored)) == len(stored) == len(NAMES)
+    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
