@@ -1,10 +1,10 @@
 """Indexing throughput on real photos re-encoded as 12-megapixel JPEGs, in one run:
 
-  (a) decode only, with JPEG draft (DCT-scaled) decoding: the limit of any pipeline that decodes;
-  (b) a naive pipeline: full decode, resize, embed one photo at a time;
-  (c) ours: core.indexer.index_paths (draft decode in parallel threads, batched embedding, batched commits).
+(a) decode only, with JPEG draft (DCT-scaled) decoding: the limit of any pipeline that decodes;
+(b) a naive pipeline: full decode, resize, embed one photo at a time;
+(c) ours: core.indexer.index_paths (draft decode in parallel threads, batched embedding, batched commits).
 
-    python bench/index_throughput.py [--photos 48] [--model starter] [--library DIR]
+  python bench/index_throughput.py [--photos 48] [--model starter] [--library DIR]
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ def main() -> None:
             report = index_paths([Path(tmp) / "photos"], index, model)
         ours_rate = report.indexed / report.seconds
         print(f"(c) ours: index_paths              : {ours_rate:6.1f} photos/s")
-        print(f"ratios: (c)/(a) = {ours_rate / decode_rate:.2f} (goal >= 0.8), (c)/(b) = {ours_rate / naive_rate:.2f} (goal >= 3)")
+        print(
+            f"ratios: (c)/(a) = {ours_rate / decode_rate:.2f} (goal >= 0.8), (c)/(b) = {ours_rate / naive_rate:.2f} (goal >= 3)"
+        )
 
 
 if __name__ == "__main__":

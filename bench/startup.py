@@ -36,9 +36,7 @@ def _one_run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
             text=True,
             timeout=120,
         )
-    values = dict(
-        part.split("=", 1) for line in done.stdout.splitlines() for part in line.split() if "=" in part
-    )
+    values = dict(part.split("=", 1) for line in done.stdout.splitlines() for part in line.split() if "=" in part)
     if "first_window_shown_at" not in values:
         raise RuntimeError(f"{command[0]} did not report (exit {done.returncode}): {done.stderr[-800:]}")
     shown = float(values["first_window_shown_at"]) - spawned

@@ -67,3 +67,21 @@ def test_sigkill_at_random_moments_then_resume(library: Path, tmp_path: Path) ->
     assert _consistent_state(library) == total
     assert report["indexed"] == total - committed  # nothing finished before the kills was encoded again
     assert report["unchanged"] == committed
+
+
+def test_two_processes_indexing_one_library_at_once(library: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    names = [p.name for p in available_photos()]
+    materialize(folder / "a", names, max_side=480)
+    materialize(folder / "b", names, max_side=360)
+    total = sum(1 for _ in folder.rglob("*.jpg"))
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    command = [sys.executable, "-m", "core", "index", str(folder), "--library", str(library), "--batch-size", "4"]
+    runs = [
+        subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err.decode()
+    assert _consistent_state(library) == total

@@ -25,7 +25,9 @@ def test_view_matches_reference_resize_and_crop_exactly(name: str, size: int) ->
 
 
 def test_preprocess_normalises_each_view() -> None:
-    spec = PreprocessSpec(64, "bicubic", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (ViewSpec("shortest", 0.875), ViewSpec("squash")))
+    spec = PreprocessSpec(
+        64, "bicubic", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (ViewSpec("shortest", 0.875), ViewSpec("squash"))
+    )
     image = Image.new("RGB", (300, 100), (255, 0, 128))
     out = preprocess(image, spec)
     assert out.shape == (2, 3, 64, 64) and out.dtype == np.float32
@@ -34,9 +36,7 @@ def test_preprocess_normalises_each_view() -> None:
     assert decode_side(spec) == 73  # floor(64 / 0.875): no view needs a bigger decode
 
 
-@pytest.mark.parametrize(
-    "mode", ["L", "LA", "P", "PA", "RGBA", "CMYK", "I;16", "I", "F", "1", "YCbCr"]
-)
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "PA", "RGBA", "CMYK", "I;16", "I", "F", "1", "YCbCr"])
 def test_every_mode_becomes_rgb(mode: str) -> None:
     image = Image.new("RGB", (8, 6), (200, 100, 50)).convert(mode)
     rgb = to_rgb(image)
@@ -76,7 +76,11 @@ def test_draft_decode_keeps_requested_side(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(b"", "not a readable image"), (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "not a readable image"), (b"hello", "not a readable image")],
+    [
+        (b"", "not a readable image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "not a readable image"),
+        (b"hello", "not a readable image"),
+    ],
 )
 def test_unreadable_files_raise_clear_errors(tmp_path, content: bytes, reason: str) -> None:
     path = tmp_path / "bad.jpg"
