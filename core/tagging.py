@@ -159,23 +159,29 @@ class Tagger:
         )
         return [PhotoTag(*row) for row in rows if include_rejected or row[3] != "rejected"]
 
+    def _source_of(self, photo_id: int, tag: str) -> str | None:
+        row = self.conn.execute("SELECT source FROM tags WHERE photo_id = ? AND tag = ?", (photo_id, tag)).fetchone()
+        return None if row is None else row[0]
+
+    def _decide(self, photo_id: int, tag: str, state: str, step: float) -> None:
+        """Record the user's decision on a model tag and move that tag's threshold by `step`."""
+        self.conn.execute(
+            "UPDATE tags SET state = ?, at = ? WHERE photo_id = ? AND tag = ?", (state, time.time(), photo_id, tag)
+        )
+        self._nudge(tag, step)
+
     def set_user_tag(self, path: str, tag: str) -> None:
         """Add a tag by hand, or confirm a model tag (which also lowers that tag's threshold)."""
         tag = _clean_tag(tag)
         photo_id = self._photo_id(path)
         with self.index.transaction():
-            row = self.conn.execute(
-                "SELECT source FROM tags WHERE photo_id = ? AND tag = ?", (photo_id, tag)
-            ).fetchone()
-            if row is not None and row[0] != USER:
-                self.conn.execute(
-                    "UPDATE tags SET state = 'confirmed', at = ? WHERE photo_id = ? AND tag = ?",
-                    (time.time(), photo_id, tag),
-                )
-                self._nudge(tag, CONFIRM_STEP)
+            source = self._source_of(photo_id, tag)
+            if source is not None and source != USER:
+                self._decide(photo_id, tag, "confirmed", CONFIRM_STEP)
             else:
                 self.conn.execute(
-                    "INSERT OR REPLACE INTO tags(photo_id, tag, score, source, state, at) VALUES (?, ?, NULL, ?, 'confirmed', ?)",
+                    "INSERT OR REPLACE INTO tags(photo_id, tag, score, source, state, at) "
+                    "VALUES (?, ?, NULL, ?, 'confirmed', ?)",
                     (photo_id, tag, USER, time.time()),
                 )
 
@@ -185,19 +191,11 @@ class Tagger:
         tag = _clean_tag(tag)
         photo_id = self._photo_id(path)
         with self.index.transaction():
-            row = self.conn.execute(
-                "SELECT source FROM tags WHERE photo_id = ? AND tag = ?", (photo_id, tag)
-            ).fetchone()
-            if row is None:
-                return
-            if row[0] == USER:
+            source = self._source_of(photo_id, tag)
+            if source == USER:
                 self.conn.execute("DELETE FROM tags WHERE photo_id = ? AND tag = ?", (photo_id, tag))
-            else:
-                self.conn.execute(
-                    "UPDATE tags SET state = 'rejected', at = ? WHERE photo_id = ? AND tag = ?",
-                    (time.time(), photo_id, tag),
-                )
-                self._nudge(tag, REJECT_STEP)
+            elif source is not None:
+                self._decide(photo_id, tag, "rejected", REJECT_STEP)
 
     def _nudge(self, tag: str, step: float) -> None:
         low, high = OFFSET_RANGE
