@@ -32,6 +32,7 @@ def install_package(staged: Path, install_root: Path, model_id: str) -> Path:
     if final.exists():
         old = install_root / f".{model_id}.old-{os.getpid()}"
         os.replace(final, old)
+    staged.chmod(0o755)  # mkdtemp makes it private; an installed package is readable like any app data
     os.replace(staged, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

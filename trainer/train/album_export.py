@@ -1,0 +1,100 @@
+"""Write a fine-tuned album student as a model package next to its base (the base stays for rollback).
+
+The image encoder is the base package's ONNX graph followed by one MatMul with the adapter ``(I + W)^T``; the text
+encoder is the fine-tuned MiniLM traced again; tokenizer files and the licence come from the base. The trained
+text weights travel in the package too, so a later fine-tune can start from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+from core.encoders import ModelPackage
+from core.model_card import ModelCard, write_card
+from trainer.onnx_export import export_onnx, onnx_max_abs_diff
+from trainer.train.album_student import CHECK_TEXTS, TEXT_STATE_FILE, AlbumStudent, save_text_state
+
+ADAPTER_NAME = "album_adapter"
+
+
+def compose_image_graph(base_graph: Path, output: str, matrix: np.ndarray, dest: Path) -> Path:
+    """Copy ``base_graph`` with ``output`` right-multiplied by ``matrix`` (``[D, D]``), keeping the output's name."""
+    model = onnx.load(str(base_graph))
+    inner = f"{output}_before_album_adapter"
+    for node in model.graph.node:
+        node.output[:] = [inner if name == output else name for name in node.output]
+        node.input[:] = [inner if name == output else name for name in node.input]
+    model.graph.initializer.append(numpy_helper.from_array(matrix.astype(np.float32), ADAPTER_NAME))
+    model.graph.node.append(helper.make_node("MatMul", [inner, ADAPTER_NAME], [output], name="album_adapter_matmul"))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dest))
+    return dest
+
+
+def export_text(student: AlbumStudent, base: ModelPackage, dest: Path) -> tuple[Path, float]:
+    """Trace the fine-tuned MiniLM with the base card's input/output names; returns the path and ORT parity."""
+    spec = base.card.text_encoder
+    sample = base.tokenizer(list(CHECK_TEXTS))
+    inputs = tuple(torch.from_numpy(sample[name]) for name in spec.inputs)
+    text = student.text.eval()
+    axes = {name: {0: "batch", 1: "tokens"} for name in spec.inputs} | {spec.output: {0: "batch"}}
+    export_onnx(text, inputs, dest, list(spec.inputs), spec.output, axes)
+    with torch.inference_mode():
+        reference = text(*inputs).numpy()
+    return dest, onnx_max_abs_diff(dest, {n: sample[n] for n in spec.inputs}, reference)
+
+
+def write_album_package(
+    student: AlbumStudent,
+    base: ModelPackage,
+    staged: Path,
+    *,
+    model_id: str,
+    name: str,
+    architecture: dict,
+    provenance: dict,
+    metrics: dict,
+    previous_text_state: dict[str, torch.Tensor],
+    check_pixels: np.ndarray,
+) -> ModelCard:
+    """Fill ``staged`` with the package files and return the card (not yet hashed; see ``finalize_package``).
+
+    ``check_pixels`` (``[N, views, 3, S, S]`` as core preprocesses them) verifies the composed image graph.
+    """
+    card = base.card
+    image_path = compose_image_graph(
+        base.dir / card.image_encoder.file, card.image_encoder.output, student.adapter_matrix(), staged / "image.onnx"
+    )
+    image_path.rename(staged / card.image_encoder.file)
+    _, text_diff = export_text(student, base, staged / card.text_encoder.file)
+    save_text_state(staged / TEXT_STATE_FILE, student.trained_text_state(previous_text_state))
+    for file in {*card.tokenizer.files.values(), card.license.get("file", "")} - {""}:
+        shutil.copyfile(base.dir / file, staged / file)
+    licence = card.license.get("file")
+    if licence:
+        with (staged / licence).open("a", encoding="utf-8") as handle:
+            handle.write(
+                f"\nFine-tuned by PhotoSeek from '{base.id}' on a user's album; the base model's terms above apply.\n"
+            )
+    new = dataclasses.replace(card, id=model_id, name=name, architecture=architecture, files={})
+    write_card(staged, new)  # provisional (no hashes yet) so core can run the staged graphs
+    check = ModelPackage(staged, verify=False)
+    expected = base.embed_pixels(check_pixels) @ student.adapter_matrix()
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    image_diff = float(np.abs(check.embed_pixels(check_pixels) - expected).max())
+    parity = {
+        "image_max_abs_diff": image_diff,
+        "text_max_abs_diff": text_diff,
+        "reference": "image: base package then the adapter in numpy (normalised); text: PyTorch vs onnxruntime",
+        "inputs": f"{len(check_pixels)} album photos, {len(CHECK_TEXTS)} sentences",
+    }
+    provenance = {**provenance, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return dataclasses.replace(new, parity=parity, provenance=provenance, metrics=metrics)

@@ -1,0 +1,263 @@
+"""The training loop: reinforced loss, AdamW + warm-up/cosine, accumulation, clipping, bf16 autocast, EMA,
+exact resume, torchrun DDP with gathered features, metrics JSONL + PNG, tqdm.
+
+A *student* is any module with ``encode_image(x)``, ``encode_text(tokens)`` and a ``logit_scale`` parameter
+(log form, clamped at 100 after exp as MobileCLIP v1 does): MobileCLIP models and the album students both are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from trainer.train.config import TrainConfig
+from trainer.train.data import Batch, BatchSource
+from trainer.train.distributed import DistInfo, all_gather_objects, barrier, gather_no_grad, gather_with_grad
+from trainer.train.loss import Teacher, reinforced_loss, retrieval_accuracy
+from trainer.train.metrics import MetricsLog, plot_curves, read_metrics
+from trainer.train.optim import make_optimizer, make_scheduler
+from trainer.train.state import (
+    CHECKPOINT_FILE,
+    ModelEMA,
+    load_checkpoint,
+    load_trainable_state,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+    trainable_state,
+)
+
+LOGIT_SCALE_MAX = 100.0
+Evaluate = Callable[[nn.Module], dict[str, float]]
+
+
+@dataclass
+class TrainResult:
+    """What a run left: the step reached, per-step records, and its files."""
+
+    step: int
+    records: list[dict] = field(default_factory=list)
+    checkpoint: Path | None = None
+    metrics: Path | None = None
+    plot: Path | None = None
+
+    def losses(self) -> list[float]:
+        """The training loss of every step this call ran, in order."""
+        return [r["loss"] for r in self.records if "loss" in r]
+
+
+class _Forward(nn.Module):
+    """The student's two towers as one forward, so DDP sees (and synchronises) every step."""
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, image: Tensor, texts: Sequence[Tensor]) -> tuple[Tensor, list[Tensor], Tensor]:
+        u = F.normalize(self.student.encode_image(image), dim=-1)
+        if len(texts) > 1 and all(t.shape[1:] == texts[0].shape[1:] for t in texts):
+            joint = F.normalize(self.student.encode_text(torch.cat(list(texts))), dim=-1)  # one pass for both kinds
+            vs = list(joint.split([t.shape[0] for t in texts]))
+        else:
+            vs = [F.normalize(self.student.encode_text(t), dim=-1) for t in texts]
+        scale = self.student.logit_scale.exp().clamp(max=LOGIT_SCALE_MAX)
+        return u, vs, scale
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """bf16 autocast: asked for explicitly, or ``auto`` on a GPU that supports it (CPU bf16 is often slower)."""
+    if cfg.precision == "bf16":
+        return True
+    return cfg.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def _loss(
+    forward: nn.Module, batch: Batch, cfg: TrainConfig, teachers: Sequence[Teacher], info: DistInfo
+) -> dict[str, Tensor]:
+    texts = [batch["text"]] + ([batch["syn_text"]] if cfg.use_syn else [])
+    u, vs, scale = forward(batch["image"], texts)
+    u = gather_with_grad(u, info)
+    vs = [gather_with_grad(v, info) for v in vs]
+    kd = cfg.distills
+
+    def g(key: str) -> Tensor | None:
+        value = batch.get(key)
+        return gather_no_grad(value, info) if isinstance(value, Tensor) else None
+
+    out = reinforced_loss(
+        u,
+        vs[0],
+        vs[1] if cfg.use_syn else None,
+        scale,
+        real=cfg.real_weights,
+        syn=cfg.syn_weights,
+        image_emb=g("image_emb") if kd else None,
+        text_emb=g("text_emb") if kd else None,
+        syn_text_emb=g("syn_text_emb") if kd and cfg.use_syn else None,
+        teachers=teachers,
+        text_keys=g("text_key"),
+        syn_keys=g("syn_key") if cfg.use_syn else None,
+    )
+    out["acc"] = torch.tensor(retrieval_accuracy(u.detach(), vs[0].detach(), g("text_key")))
+    out["scale"] = scale.detach()
+    return out
+
+
+def _batches(source: BatchSource, cfg: TrainConfig, info: DistInfo, epoch: int, position: int):
+    """Endless micro-batches from (epoch, position); yields (batch, epoch, position after it)."""
+    micro = cfg.batch_size // cfg.accum
+    while True:
+        any_batch = False
+        for batch in source.batches(epoch, position, micro, info, cfg.seed):
+            any_batch = True
+            position += 1
+            yield batch, epoch, position
+        if not any_batch and position == 0:
+            raise ValueError(f"the data gives no batch of {micro} samples; lower the batch size")
+        epoch, position = epoch + 1, 0
+
+
+def train(
+    student: nn.Module,
+    source: BatchSource,
+    cfg: TrainConfig,
+    *,
+    teachers: Sequence[Teacher] = (),
+    out_dir: Path | None = None,
+    info: DistInfo | None = None,
+    evaluate: Evaluate | None = None,
+    stop_after: int | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> TrainResult:
+    """Train ``student`` in place for ``cfg.steps`` optimiser steps (resuming from ``out_dir/last.pt`` if present).
+
+    ``stop_after`` ends the call after that step with a checkpoint, as an interruption would. ``evaluate`` runs on
+    rank 0 every ``cfg.eval_every`` steps and at the end; its numbers go into the metrics. Raises ValueError for
+    a config the data or teachers cannot serve.
+    """
+    info = info or DistInfo()
+    out = Path(out_dir or cfg.out_dir)
+    if cfg.distills and not teachers:
+        raise ValueError("the loss distils (w_kd > 0) but no teacher is given; set w_kd = 0 for plain CLIP training")
+    student.to(info.device)
+    forward: nn.Module = _Forward(student)
+    if info.distributed:
+        forward = nn.parallel.DistributedDataParallel(
+            forward, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
+    optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+    scheduler = make_scheduler(optimizer, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
+    ema = ModelEMA(student, cfg.ema_decay) if cfg.ema_decay else None
+    step, epoch, position = 0, 0, 0
+    ckpt_path = out / CHECKPOINT_FILE
+    if cfg.resume and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path)
+        load_trainable_state(student, state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        step, epoch, position = state["step"], state["epoch"], state["position"]
+        set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
+        log(f"resumed from {ckpt_path} at step {step}")
+    else:
+        seed_everything(cfg.seed + info.rank)
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=step) if info.is_main else None
+    result = TrainResult(step=step, metrics=metrics.path if metrics else None)
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg, info.device))
+    stream = _batches(source, cfg, info, epoch, position)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and info.is_main), desc="training")
+    last = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
+
+    def save() -> Path:
+        rngs = all_gather_objects(rng_state(), info)
+        path = ckpt_path
+        if info.is_main:
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "position": position,
+                    "model": trainable_state(student),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "rng": rngs,
+                    "config": cfg.to_dict(),
+                },
+            )
+        barrier(info)
+        return path
+
+    student.train()
+    while step < last:
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        parts: dict[str, float] = {}
+        for micro in range(cfg.accum):
+            batch, epoch, position = next(stream)
+            sync = micro == cfg.accum - 1 or not info.distributed
+            context = contextlib.nullcontext() if sync else forward.no_sync()
+            with context:
+                with autocast:
+                    out_parts = _loss(forward, _to(batch, info.device), cfg, teachers, info)
+                (out_parts["loss"] / cfg.accum).backward()
+            for key, value in out_parts.items():
+                parts[key] = parts.get(key, 0.0) + float(value.detach()) / cfg.accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip) if cfg.grad_clip > 0 else None
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update(student)
+        step += 1
+        record = {"step": step, "epoch": epoch, "lr": lr, **parts, "step_s": time.perf_counter() - started}
+        if grad_norm is not None:
+            record["grad_norm"] = float(grad_norm)
+        result.records.append(record)
+        if metrics is not None and (step % cfg.log_every == 0 or step == last):
+            metrics.write(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{parts['loss']:.3f}")
+        if evaluate is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
+            if info.is_main:
+                scores = _evaluate(student, ema, evaluate)
+                result.records.append({"step": step, **scores})
+                if metrics is not None:
+                    metrics.write({"step": step, **scores})
+            barrier(info)
+        if step == last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+            result.checkpoint = save()
+    bar.close()
+    result.step = step
+    if metrics is not None:
+        records = read_metrics(metrics.path)
+        loss_keys = ["loss", "clip", "kd", "clip_syn", "kd_syn"]
+        acc_keys = ["acc"] + sorted({k for r in records for k in r if k.startswith("val_")})
+        result.plot = plot_curves(records, out / "curves.png", loss_keys, acc_keys)
+    return result
+
+
+def _evaluate(student: nn.Module, ema: ModelEMA | None, evaluate: Evaluate) -> dict[str, float]:
+    """Run ``evaluate`` in eval mode (on the EMA weights when there are some), then return to training mode."""
+    student.eval()
+    try:
+        with ema.applied(student) if ema is not None else contextlib.nullcontext():
+            return {k: float(v) for k, v in evaluate(student).items()}
+    finally:
+        student.train()
