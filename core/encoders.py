@@ -46,7 +46,10 @@ class ModelPackage:
         if verify:
             verify_files(self.dir, self.card)
         self._threads = threads
-        self._lock = threading.Lock()
+        # One run at a time per encoder keeps memory predictable; separate locks let a text query run while
+        # the image encoder is busy indexing.
+        self._image_lock = threading.Lock()
+        self._text_lock = threading.Lock()
 
     @property
     def id(self) -> str:
@@ -88,7 +91,7 @@ class ModelPackage:
         n, views = pixels.shape[:2]
         flat = np.ascontiguousarray(pixels.reshape(n * views, *pixels.shape[2:]), dtype=np.float32)
         spec = self.card.image_encoder
-        with self._lock:  # one run at a time per session keeps memory predictable on small machines
+        with self._image_lock:
             raw = self._image_session.run([spec.output], {spec.inputs[0]: flat})[0]
         # Views are averaged before normalising, so each view weighs by its evidence (e.g. ConSE mass).
         return l2_normalize(raw.reshape(n, views, -1).mean(axis=1))
@@ -110,6 +113,6 @@ class ModelPackage:
         missing = [name for name in spec.inputs if name not in tokens]
         if missing:
             raise ModelPackageError(f"{self.dir}: the tokenizer gives no {missing} that the text encoder needs")
-        with self._lock:
+        with self._text_lock:
             raw = self._text_session.run([spec.output], {name: tokens[name] for name in spec.inputs})[0]
         return l2_normalize(raw)
