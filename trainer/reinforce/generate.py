@@ -160,16 +160,21 @@ class _UnitWriter:
                 views[setting] = _views(batch, params, *setting)
             parts.append(teacher.embed_views(views[setting]))
         image_emb = np.concatenate(parts, axis=1).reshape(len(batch), k, -1)
-        texts = [text for p, extra in zip(batch, syn, strict=True) for text in [p.sample.caption or "", *extra]]
+        # No real caption (an uncaptioned photo with a captioner): the first synthetic caption stands in for it,
+        # and the sample's json says so, since DataCompDR's layout always has a real caption first.
+        real = [p.sample.caption or extra[0] for p, extra in zip(batch, syn, strict=True)]
+        texts = [text for caption, extra in zip(real, syn, strict=True) for text in [caption, *extra]]
         text_emb = ensemble_texts(self.teachers, texts).reshape(len(batch), 1 + self.captions, -1)
         for i, p in enumerate(batch):
             meta = {"uid": p.sample.key, "sha256": hashlib.sha256(p.data).hexdigest(), "label": p.sample.label}
             meta["origin"] = p.sample.origin
+            if not p.sample.caption:
+                meta["real_caption"] = False
             writer.add(
                 p.sample.key,
                 {
                     p.ext: p.data,
-                    "txt": (p.sample.caption or "").encode(),
+                    "txt": real[i].encode(),
                     "json": json.dumps(meta, separators=(",", ":")).encode(),
                     "syn.json": json.dumps({"syn_text": syn[i]}, separators=(",", ":")).encode(),
                     "paug.json": aug_json(params[i]),

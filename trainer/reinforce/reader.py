@@ -119,6 +119,19 @@ class ReinforcedDataset(IterableDataset):
         """Samples in the whole dataset when a card says so (None for bare shard lists)."""
         return int(self.card["samples"]) if self.card and isinstance(self.card.get("samples"), int) else None
 
+    def rank_samples(self, world_size: int | None = None) -> list[int] | None:
+        """Samples each rank reads this epoch, from the card's per-shard counts (None without a card).
+
+        Shards are whole units of work, so ranks can get different counts; a distributed loop should take
+        ``min(...)`` // local batch size as its steps per epoch, or ranks run out of batches at different steps.
+        """
+        if self.card is None:
+            return None
+        world = world_size if world_size is not None else self.world_size or _dist_rank_world()[1]
+        counts = [int(s.get("samples") or 0) for s in self.card["shards"]]
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shards))
+        return [sum(counts[i] for i in order[rank::world]) for rank in range(world)]
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch: it changes the shard order, the shuffle and (uniform) the augmentation picked."""
         self.epoch = epoch

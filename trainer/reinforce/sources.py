@@ -12,6 +12,7 @@ input shard for tar sources. Units and keys depend only on the source and the se
 from __future__ import annotations
 
 import io
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -58,17 +59,21 @@ def stored_image(data: bytes, max_side: int | None) -> tuple[bytes, str]:
     """Image bytes as they go into a shard: the original file when it is already upright JPEG/PNG/WebP small
     enough, else an upright RGB JPEG (quality 95) at most ``max_side`` pixels on its long side."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            ext = _STORED_FORMATS.get(image.format or "")
-            orientation = image.getexif().get(_ORIENTATION_TAG, 1)
-            fits = max_side is None or max(image.size) <= max_side
-            if ext is not None and orientation in (0, 1) and fits:
-                return data, ext
-            if image.format == "JPEG" and max_side is not None:
-                image.draft("RGB", (max_side, max_side))  # decode at a reduced scale: fast and bounded memory
-            image.load()
-            return encode_upright(ImageOps.exif_transpose(image), max_side), "jpg"
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                ext = _STORED_FORMATS.get(image.format or "")
+                orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+                fits = max_side is None or max(image.size) <= max_side
+                if ext is not None and orientation in (0, 1) and fits:
+                    return data, ext
+                if image.format == "JPEG" and max_side is not None:
+                    image.draft("RGB", (max_side, max_side))  # decode at a reduced scale: fast, bounded memory
+                image.load()
+                return encode_upright(ImageOps.exif_transpose(image), max_side), "jpg"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"image too large: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError(f"not a readable image: {exc}") from exc
 
 

@@ -176,14 +176,23 @@ class TorchClipTeacher(Teacher):
         self.logit_scale = float(logit_scale)
         self.batch_size = max(1, batch_size)
         self.amp = amp and self.device.type == "cuda"
-        self._source = dict(source or {"weights": "in-memory module"})
+        self._source = dict(source) if source is not None else {"weights_sha256": _weights_digest(self.model)}
         self.dim = dim if dim is not None else self.embed_texts(["a photo"]).shape[1]
 
     @classmethod
-    def from_mobileclip(cls, model: Any, **kwargs: Any) -> TorchClipTeacher:
-        """A ``trainer.models.clip.MobileCLIP`` model, with preprocessing from its registry entry."""
+    def from_mobileclip(
+        cls, model: Any, *, reparameterize: bool = True, inplace: bool = False, **kwargs: Any
+    ) -> TorchClipTeacher:
+        """A ``trainer.models.clip.MobileCLIP`` model, with preprocessing from its registry entry.
+
+        ``reparameterize`` fuses the train-time branches first (same outputs, faster); on a copy unless ``inplace``.
+        """
         info = model.info
         kwargs.setdefault("id", info.name)
+        if reparameterize:
+            from trainer.models.reparam import reparameterize_model
+
+            model = reparameterize_model(model.eval(), inplace=inplace)
         return cls(
             model, resolution=info.resolution, interpolation=info.interpolation, mean=info.mean, std=info.std,
             dim=info.embed_dim, **kwargs,
@@ -191,13 +200,13 @@ class TorchClipTeacher(Teacher):
 
     @classmethod
     def from_checkpoint(cls, path: Path, *, name: str | None = None, **kwargs: Any) -> TorchClipTeacher:
-        """An official MobileCLIP checkpoint file (either layout), loaded by ``trainer.checkpoints``."""
+        """An official MobileCLIP checkpoint file (either layout), loaded by ``trainer.checkpoints`` and fused."""
         from core.model_card import sha256_file
         from trainer.checkpoints import load_checkpoint
 
         loaded = load_checkpoint(Path(path), name)
         source = {"checkpoint": Path(path).name, "sha256": sha256_file(Path(path)), "notes": loaded.notes}
-        return cls.from_mobileclip(loaded.model, source=source, **kwargs)
+        return cls.from_mobileclip(loaded.model, inplace=True, source=source, **kwargs)
 
     def _run(self, fn: Any, *tensors: Any) -> np.ndarray:
         import torch
@@ -230,6 +239,17 @@ class TorchClipTeacher(Teacher):
 
     def source(self) -> dict[str, Any]:
         return dict(self._source)
+
+
+def _weights_digest(model: Any) -> str:
+    """sha256 over a module's state dict (names and bytes): identifies in-memory weights for the resume check."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def check_ensemble(teachers: Sequence[Teacher]) -> None:
