@@ -11,12 +11,15 @@ from pathlib import Path
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="photoseek", description="PhotoSeek: find your photos by describing them.")
-    parser.add_argument("--library", metavar="DIR", type=Path, help="library folder (default: $PHOTOSEEK_HOME or the user data folder)")
+    parser.add_argument(
+        "--library", metavar="DIR", type=Path, help="library folder (default: $PHOTOSEEK_HOME or the user data folder)"
+    )
     parser.add_argument(
         "--self-test",
         action="store_true",
         help="load the model, index a few bundled photos in a temporary library, search them, exit 0 when all works",
     )
+    parser.add_argument("--search", metavar="TEXT", default="", help='start with this search (e.g. "a cat")')
     parser.add_argument("--exit-when-shown", action="store_true", help=argparse.SUPPRESS)  # bench/startup.py
     return parser
 
@@ -41,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = make_application()
     window = create_main_window(library_dir(args.library), default_settings())
     window.show()
+    if args.search:
+        window.search_edit.setText(args.search)
     if args.exit_when_shown:
         from desktop.app import report_when_shown
 

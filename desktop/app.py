@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -35,6 +36,32 @@ def ensure_display() -> str | None:
     return None
 
 
+def binding_problem() -> str | None:
+    """A warning when the installed Qt binding is known to crash here, else None.
+
+    PySide6 6.12.0 drops a reference to None/True/False on many calls (QPainter.save, setBrush, ...). Python 3.12+
+    makes those objects immortal so nothing happens there; on Python 3.11 the app dies after a few thousand paints.
+    """
+    import PySide6
+
+    if sys.version_info < (3, 12) and PySide6.__version__ == "6.12.0":
+        return (
+            "This PySide6 (6.12.0) is known to crash on Python 3.11. Install another version: "
+            'pip install "PySide6-Essentials==6.11.3" "shiboken6==6.11.3"'
+        )
+    return None
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (imported modules, Qt wrappers) out of the garbage collector's reach.
+
+    A full collection walks every tracked object; with numpy, onnxruntime and Qt loaded that is a pause of
+    tens of milliseconds on the GUI thread, every few seconds while indexing allocates. Startup objects live
+    for the whole session anyway, so they need never be scanned again.
+    """
+    gc.freeze()
+
+
 def make_application(argv: list[str] | None = None) -> QApplication:
     """The QApplication (created once), named so QSettings and the desktop know it."""
     app = QApplication.instance()
@@ -45,6 +72,7 @@ def make_application(argv: list[str] | None = None) -> QApplication:
         QApplication.setDesktopFileName("photoseek")
         app = QApplication(argv if argv is not None else sys.argv[:1])
     app.setWindowIcon(app_icon())
+    freeze_startup_objects()
     return app
 
 
@@ -53,13 +81,14 @@ def default_settings() -> QSettings:
     return QSettings(APP_NAME, APP_NAME)
 
 
-def create_main_window(
-    library: Path, settings: QSettings, *, models_from: Path | None = None, search_top: int = 500
-) -> MainWindow:
+def create_main_window(library: Path, settings: QSettings, *, search_top: int = 500) -> MainWindow:
     """A main window over `library`; the library opens in the background right away."""
-    controller = AppController(library, models_from=models_from, search_top=search_top)
+    controller = AppController(library, search_top=search_top)
     window = MainWindow(controller, settings, app_icon())
     controller.setParent(window)
+    problem = binding_problem()
+    if problem:
+        window.message_bar.show_message(problem, error=True)
     controller.open()
     return window
 

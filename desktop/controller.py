@@ -7,6 +7,7 @@ Index-type jobs run one at a time from a queue; searches run beside them and sta
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -73,13 +74,11 @@ class AppController(QObject):
         self,
         library: Path,
         *,
-        models_from: Path | None = None,
         search_top: int = 500,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.library = Path(library)
-        self.models_from = models_from
         self.search_top = search_top
         self.service: LibraryService | None = None
         self.snapshot: LibrarySnapshot | None = None
@@ -102,13 +101,14 @@ class AppController(QObject):
         def work(_: JobContext) -> tuple[LibraryService, LibrarySnapshot]:
             from desktop.library_service import LibraryService
 
-            service = LibraryService(self.library, models_from=self.models_from)
+            service = LibraryService(self.library)
             return service, service.snapshot()
 
         self.runner.start("open library", work, on_success=self._opened, on_error=self.error.emit)
 
     def _opened(self, result: tuple[LibraryService, LibrarySnapshot]) -> None:
         self.service, snapshot = result
+        gc.freeze()  # core and onnxruntime are imported now: keep their objects out of full collections
         self.loader.set_source(lambda path: self.service.thumbnail(path))
         self._set_snapshot(snapshot)
         self.search(self._query)
@@ -224,8 +224,7 @@ class AppController(QObject):
             if kind == "index":
                 return service.index(arg, progress=progress, cancel=context.cancel)
             if kind == "rescan":
-                roots = service.library_roots()
-                return service.index(roots, progress=progress, cancel=context.cancel) if roots else None
+                return service.index(None, progress=progress, cancel=context.cancel)
             if kind == "reembed":
                 return service.reembed(arg, progress=progress, cancel=context.cancel)
             service.build_starter()
@@ -291,7 +290,9 @@ class AppController(QObject):
         service = self.service
         if service is None:
             raise RuntimeError("the library is not open yet")
-        return self.runner.start(name, lambda _: fn(service), on_success=on_success, on_error=on_error or self.error.emit)
+        return self.runner.start(
+            name, lambda _: fn(service), on_success=on_success, on_error=on_error or self.error.emit
+        )
 
     def shutdown(self, timeout_ms: int = 15_000) -> bool:
         """Cancel everything and wait for the workers (called when the window closes)."""

@@ -6,6 +6,12 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont, QIcon
 from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
+DROP_TITLE = "Drop a folder of photos here"
+DROP_SUBTITLE = (
+    "PhotoSeek indexes them on this computer, then finds photos from what you type,\n"
+    "like “a cat on a sofa” or “sunset over the sea”. Nothing leaves your machine."
+)
+
 
 class EmptyState(QWidget):
     """Centred invitation to drop a folder, with an Add Folder button and a no-model notice."""
@@ -20,16 +26,12 @@ class EmptyState(QWidget):
         layout.addStretch(2)
         self.picture = QLabel(alignment=Qt.AlignCenter)
         self.picture.setPixmap(icon.pixmap(112, 112))
-        self.title = QLabel("Drop a folder of photos here", alignment=Qt.AlignCenter)
+        self.title = QLabel(DROP_TITLE, alignment=Qt.AlignCenter)
         font = QFont(self.title.font())
         font.setPointSizeF(font.pointSizeF() * 1.6)
         font.setBold(True)
         self.title.setFont(font)
-        self.subtitle = QLabel(
-            "PhotoSeek indexes them on this computer, then finds photos from what you type,\n"
-            "like “a cat on a sofa” or “sunset over the sea”. Nothing leaves your machine.",
-            alignment=Qt.AlignCenter,
-        )
+        self.subtitle = QLabel(DROP_SUBTITLE, alignment=Qt.AlignCenter)
         self.add_button = QPushButton("Add Folder…")
         self.add_button.setToolTip("Choose a folder of photos to index (Ctrl+O)")
         self.add_button.clicked.connect(self.add_folder_requested)
@@ -48,6 +50,16 @@ class EmptyState(QWidget):
         layout.addStretch(3)
         self.set_model_state(has_model=True)
 
+    def set_indexing(self, indexing: bool) -> None:
+        """While the first photos are indexed, say so instead of inviting a drop."""
+        if indexing:
+            self.title.setText("Indexing your photos…")
+            self.subtitle.setText("They appear here as soon as the first ones are done.")
+        else:
+            self.title.setText(DROP_TITLE)
+            self.subtitle.setText(DROP_SUBTITLE)
+        self.add_button.setVisible(not indexing)
+
     def set_model_state(self, *, has_model: bool, trainer_available: bool = False, hint: str = "") -> None:
         """Show nothing, a Build button, or the exact command to run, depending on what is installed."""
         if has_model:
@@ -62,8 +74,7 @@ class EmptyState(QWidget):
             self.build_button.show()
         else:
             self.model_notice.setText(
-                f"No search model is installed. Build the starter model once with:\n\n{hint}\n\n"
-                "then restart PhotoSeek."
+                f"No search model is installed. Build the starter model once with:\n\n{hint}\n\nthen restart PhotoSeek."
             )
             self.build_button.hide()
         self.model_notice.show()

@@ -1,25 +1,28 @@
 """The desktop app's only door into core: every call the GUI makes into the library goes through here.
 
-Plain Python, no Qt, safe to call from worker threads: each call opens its own `PhotoIndex` connection
-(SQLite connections belong to one thread). When core grows (tags, filters, folder list, similar photos),
-only this module changes. Results are plain dataclasses, never core objects with database handles.
+Plain Python, no Qt, safe to call from worker threads (core's `Library` opens a database connection per
+call). Indexing, library folders, tagging of new photos and the "serving model" rules of a model switch are
+core's (`core.library.Library`); this module adds what a GUI needs on top: encoder threads capped so the GUI
+keeps a core, a separate search model so a query never waits behind an image batch, thumbnails and previews.
+Results are plain dataclasses, never objects holding database handles.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from PIL import Image
 
 from core.encoders import ModelPackage
 from core.errors import ImageDecodeError, NoModelError
-from core.index_db import PhotoIndex
-from core.indexer import IndexReport, index_paths
-from core.model_store import BUILD_STARTER_HINT, ModelStore, build_starter, trainer_available
+from core.indexer import IndexReport
+from core.library import Library
+from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
 from core.preprocess import load_image
 from core.search import SearchEngine
 from core.thumbnails import ThumbnailCache
@@ -47,6 +50,7 @@ class LibrarySnapshot:
     error_count: int
     models: tuple[ModelInfo, ...]
     active_model: str | None
+    serving_model: str | None  # the model search answers from (the previous one while a switch embeds)
     trainer_available: bool
     no_model_hint: str
 
@@ -60,7 +64,7 @@ class PhotoDetails:
     width: int
     height: int
     modified: float  # seconds since the epoch
-    extra: dict[str, str] = field(default_factory=dict)  # room for date taken, camera, tags once core has them
+    extra: dict[str, str] = field(default_factory=dict)  # e.g. date taken, camera
 
 
 @dataclass(frozen=True)
@@ -71,54 +75,53 @@ class Hit:
     score: float
 
 
-def _collapse_roots(folders: Iterable[str]) -> list[Path]:
-    """The smallest set of folders that contains all of `folders` (drop any folder inside another one)."""
-    roots: list[str] = []
-    for folder in sorted(set(folders)):
-        if roots and (folder == roots[-1] or folder.startswith(roots[-1].rstrip(os.sep) + os.sep)):
-            continue
-        roots.append(folder)
-    return [Path(r) for r in roots]
+class _DesktopLibrary(Library):
+    """core's Library with the indexing encoder limited to `threads` threads (onnxruntime would take every core)."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        super().__init__(path)
+        self.threads = threads
+        self._capped: dict[str, ModelPackage] = {}
+        self._capped_lock = threading.Lock()
+
+    def model(self, model_id: str | None = None) -> ModelPackage:
+        model_id = model_id or self.store.active_id()
+        with self._capped_lock:
+            if model_id not in self._capped:
+                self._capped[model_id] = self.store.load(model_id, threads=self.threads)
+            return self._capped[model_id]
 
 
 class LibraryService:
-    """One library folder: its index, thumbnails and model packages.
+    """One library folder as the window sees it: photos, folders, models, search, thumbnails."""
 
-    `models_from` lets the model packages come from another library than the index (the self-test indexes
-    a throw-away library with the user's installed model).
-    """
-
-    def __init__(self, library: Path, *, models_from: Path | None = None, index_threads: int | None = None) -> None:
+    def __init__(self, library: Path, *, index_threads: int | None = None) -> None:
         self.library = Path(library)
-        self.store = ModelStore(Path(models_from) if models_from is not None else self.library)
+        # Leave one core to the GUI thread.
+        self.lib = _DesktopLibrary(self.library, index_threads or max(1, (os.cpu_count() or 1) - 1))
+        self.store = self.lib.store
         self.thumbnails = ThumbnailCache(self.library)
-        cpus = os.cpu_count() or 1
-        # Leave one core to the GUI thread: onnxruntime's own threads would otherwise take all of them.
-        self.index_threads = index_threads or max(1, cpus - 1)
         self._lock = threading.Lock()
-        self._models: dict[tuple[str, str], ModelPackage] = {}
+        self._search_models: dict[str, ModelPackage] = {}
         self._engine: SearchEngine | None = None
         self._engine_key: tuple[str, int] | None = None
         self._generation = 0
 
     # --- library ---------------------------------------------------------------------------------
 
-    def _index(self) -> PhotoIndex:
-        return PhotoIndex(self.library)
-
     def snapshot(self) -> LibrarySnapshot:
-        """Photo and error counts, installed models and the active one."""
-        with self._index() as index:
+        """Photo and error counts, installed models, the active and the serving one."""
+        with self.lib.open_index() as index:
             count, errors = index.photo_count(), len(index.errors())
-        models = tuple(
-            ModelInfo(m.id, m.card.name, m.location, m.card.embedding_dim) for m in self.store.list()
-        )
+        models = tuple(ModelInfo(m.id, m.card.name, m.location, m.card.embedding_dim) for m in self.store.list())
+        active = self.active_model_id()
         return LibrarySnapshot(
             library=self.library,
             photo_count=count,
             error_count=errors,
             models=models,
-            active_model=self.active_model_id(),
+            active_model=active,
+            serving_model=self.lib.serving_model_id() if active is not None else None,
             trainer_available=trainer_available(),
             no_model_hint=BUILD_STARTER_HINT,
         )
@@ -133,66 +136,48 @@ class LibraryService:
     def photo_paths(self, after_id: int = 0) -> tuple[list[str], int]:
         """Paths of indexed photos in the order they were added (only those with an id above `after_id`),
         and the highest id seen, to ask for what is new next time."""
-        with self._index() as index:
+        with self.lib.open_index() as index:
             states = index.file_states()
         rows = sorted((state.photo_id, path) for path, state in states.items() if state.photo_id > after_id)
         return [path for _, path in rows], max((pid for pid, _ in rows), default=after_id)
 
     def errors(self) -> list[tuple[str, str]]:
         """(path, reason) of every file that could not be indexed."""
-        with self._index() as index:
+        with self.lib.open_index() as index:
             return index.errors()
 
-    def library_roots(self) -> list[Path]:
-        """Folders that hold the indexed photos, collapsed to the outermost ones."""
-        with self._index() as index:
-            paths = list(index.file_states())
-        return _collapse_roots(os.path.dirname(p) for p in paths)
+    def folders(self) -> list[str]:
+        """The library folders the user added."""
+        with self.lib.open_index() as index:
+            return index.folders()
 
     # --- models ----------------------------------------------------------------------------------
 
-    def model(self, model_id: str | None = None, *, purpose: str = "search") -> ModelPackage:
-        """A loaded model package, cached. Indexing and search get separate instances, so a search never
-        waits behind an image batch (each instance runs one encoder call at a time)."""
-        model_id = model_id or self.store.active_id()
-        key = (model_id, purpose)
+    def search_model(self, model_id: str) -> ModelPackage:
+        """The search side's own instance of a model (its text encoder never waits behind an image batch)."""
         with self._lock:
-            cached = self._models.get(key)
+            cached = self._search_models.get(model_id)
         if cached is not None:
             return cached
-        threads = self.index_threads if purpose == "index" else 1
-        loaded = self.store.load(model_id, threads=threads)
+        loaded = self.store.load(model_id, threads=1)
         with self._lock:
-            return self._models.setdefault(key, loaded)
-
-    def set_active_model(self, model_id: str) -> None:
-        """Make `model_id` the library's active model; later searches use it."""
-        self.store.set_active(model_id)
-        self.invalidate_search()
+            return self._search_models.setdefault(model_id, loaded)
 
     # --- indexing --------------------------------------------------------------------------------
 
     def index(
         self,
-        roots: Sequence[Path],
+        roots: Sequence[Path] | None,
         *,
-        model_id: str | None = None,
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> IndexReport:
-        """Bring the index up to date for `roots` with a model (the active one by default)."""
-        model = self.model(model_id, purpose="index")
+        """Index folders or files with the active model (None: every library folder, i.e. a rescan).
+        Added folders join the library's folder list; new photos get tagged as they land."""
         try:
-            with self._index() as index:
-                return index_paths(
-                    roots,
-                    index,
-                    model,
-                    batch_size=INDEX_BATCH_SIZE,
-                    workers=self.index_threads + 1,
-                    progress=progress,
-                    cancel=cancel,
-                )
+            return self.lib.index(
+                None if roots is None else list(roots), progress=progress, cancel=cancel, batch_size=INDEX_BATCH_SIZE
+            )
         finally:
             self.invalidate_search()  # whatever was committed is searchable now
 
@@ -203,13 +188,10 @@ class LibraryService:
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> IndexReport:
-        """Embed the library with another model, then make it the active one (unless cancelled).
-        Until then the old model keeps answering searches."""
-        roots = self.library_roots()
-        report = self.index(roots, model_id=model_id, progress=progress, cancel=cancel) if roots else IndexReport()
-        if not report.cancelled:
-            self.set_active_model(model_id)
-        return report
+        """Make `model_id` active and embed the library with it. Search keeps answering from the previous
+        model until every photo has the new model's embedding (core's serving-model rule), even if cancelled."""
+        self.store.set_active(model_id)
+        return self.index(None, progress=progress, cancel=cancel)
 
     def build_starter(self) -> None:
         """Build and install the starter model into this library (minutes; needs the trainer)."""
@@ -222,21 +204,22 @@ class LibraryService:
         with self._lock:
             self._generation += 1
 
-    def _engine_for(self, model: ModelPackage) -> SearchEngine:
+    def _engine_for(self, model_id: str) -> SearchEngine:
         with self._lock:
-            key = (model.id, self._generation)
+            key = (model_id, self._generation)
             if self._engine is not None and self._engine_key == key:
                 return self._engine
-        with self._index() as index:
+        model = self.search_model(model_id)
+        with self.lib.open_index() as index:
             engine = SearchEngine(index, model)
         with self._lock:
             self._engine, self._engine_key = engine, key
         return engine
 
     def search(self, query: str, top: int = 500) -> list[Hit]:
-        """The photos that best match `query` with the active model, best first."""
-        model = self.model(purpose="search")
-        return [Hit(h.path, h.score) for h in self._engine_for(model).search(query, top=top)]
+        """The photos that best match `query` (core's query language), best first, from the serving model."""
+        engine = self._engine_for(self.lib.serving_model_id())
+        return [Hit(h.path, h.score) for h in engine.search(query, top=top)]
 
     # --- photos ----------------------------------------------------------------------------------
 
@@ -257,7 +240,14 @@ class LibraryService:
             raise ImageDecodeError(f"{path}: not a readable image: {exc}") from exc
         if orientation in (5, 6, 7, 8):  # EXIF says the stored pixels are turned a quarter
             width, height = height, width
-        return PhotoDetails(path, stat.st_size, width, height, stat.st_mtime)
+        with self.lib.open_index() as index:
+            info = index.photo_info(path) or {}
+        extra = {}
+        if info.get("taken_at"):
+            extra["Taken"] = datetime.fromtimestamp(float(info["taken_at"])).strftime("%Y-%m-%d %H:%M")
+        if info.get("camera"):
+            extra["Camera"] = str(info["camera"])
+        return PhotoDetails(path, stat.st_size, width, height, stat.st_mtime, extra)
 
     def preview(self, path: str, max_side: int) -> Image.Image:
         """The photo upright as RGB, shrunk to fit a `max_side` box (for the photo view)."""

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl
+from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QLabel,
-    QLineEdit,
     QMainWindow,
-    QSlider,
     QStackedWidget,
-    QToolBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -23,12 +19,10 @@ from PySide6.QtWidgets import (
 from desktop.controller import AppController, IndexOutcome, PhotoList
 from desktop.dialogs import show_errors_dialog, show_shortcuts_dialog
 from desktop.empty_state import EmptyState
-from desktop.photo_grid import DEFAULT_THUMB, PhotoGridModel, PhotoGridView, ScoreRole
+from desktop.photo_grid import DEFAULT_THUMB, PhotoGridModel, PhotoGridView
 from desktop.photo_view import PhotoView
+from desktop.search_bar import SearchToolbar
 from desktop.status_widgets import MessageBar, ProgressPanel
-
-SEARCH_DEBOUNCE_MS = 250
-SCORE_STEPS = 100  # the cutoff slider moves in steps of 0.01 between 0 and 1
 
 
 def local_paths(urls: list[QUrl]) -> list[Path]:
@@ -98,41 +92,15 @@ class MainWindow(QMainWindow):
     # --- construction ----------------------------------------------------------------------------
 
     def _build_toolbar(self) -> None:
-        bar = QToolBar("Search")
-        bar.setObjectName("searchToolbar")
-        bar.setMovable(False)
-        self.search_edit = QLineEdit()
-        self.search_edit.setObjectName("searchEdit")
-        self.search_edit.setPlaceholderText("Search photos: try “a cat”, “coffee on a table”…  (Ctrl+F)")
-        self.search_edit.setClearButtonEnabled(True)
-        self.search_edit.setMinimumWidth(320)
-        self._debounce = QTimer(self, singleShot=True, interval=SEARCH_DEBOUNCE_MS)
-        self._debounce.timeout.connect(self.run_search)
-        self.search_edit.textChanged.connect(lambda _: self._debounce.start())
-        self.search_edit.returnPressed.connect(self.run_search)
-        bar.addWidget(self.search_edit)
-        bar.addSeparator()
-
-        self.score_label = QLabel()
-        self.score_slider = QSlider(Qt.Horizontal)
-        self.score_slider.setObjectName("scoreSlider")
-        self.score_slider.setRange(0, SCORE_STEPS)
-        self.score_slider.setFixedWidth(140)
-        self.score_slider.setToolTip("Hide search results that score below this cutoff")
-        self.score_slider.valueChanged.connect(self._cutoff_changed)
-        bar.addWidget(QLabel(" Min score "))
-        bar.addWidget(self.score_slider)
-        bar.addWidget(self.score_label)
-        bar.addSeparator()
-
-        self.model_combo = QComboBox()
-        self.model_combo.setObjectName("modelPicker")
-        self.model_combo.setToolTip("The model that embeds photos and queries; switching re-embeds the library")
-        self.model_combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
-        self.model_combo.activated.connect(self._model_chosen)
-        bar.addWidget(QLabel(" Model "))
-        bar.addWidget(self.model_combo)
-        self.addToolBar(bar)
+        self.toolbar = SearchToolbar(self)
+        self.search_edit = self.toolbar.search_edit
+        self.score_slider, self.score_label = self.toolbar.score_slider, self.toolbar.score_label
+        self.model_combo = self.toolbar.model_combo
+        self.toolbar.query_requested.connect(self._query_requested)
+        self.toolbar.cutoff_changed.connect(lambda _: self._apply_cutoff())
+        self.toolbar.model_chosen.connect(self.controller.switch_model)
+        self.toolbar.down_pressed.connect(self._focus_grid)
+        self.addToolBar(self.toolbar)
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()
@@ -188,7 +156,7 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         self.score_slider.setValue(int(self.settings.value("search/min_score_steps", 0)))
         self.grid_model.set_thumb_size(int(self.settings.value("grid/thumb_size", DEFAULT_THUMB)))
-        self._cutoff_changed(self.score_slider.value())
+        self._apply_cutoff()
 
     def save_settings(self) -> None:
         """Remember window geometry, the score cutoff and the thumbnail size."""
@@ -251,11 +219,18 @@ class MainWindow(QMainWindow):
         self.search_edit.setFocus(Qt.ShortcutFocusReason)
         self.search_edit.selectAll()
 
+    def _focus_grid(self) -> None:
+        self.grid.setFocus(Qt.ShortcutFocusReason)
+        if self.grid.current_row() is None and self.grid_model.rowCount():
+            self.grid.select_row(0)
+
     def run_search(self) -> None:
-        """Search now (Enter, or the debounce timer after typing)."""
-        self._debounce.stop()
-        if self.search_edit.text().strip() != self.controller.query or not self.controller.query:
-            self.controller.search(self.search_edit.text())
+        """Search now (what Enter does in the search box)."""
+        self.toolbar.run_search()
+
+    def _query_requested(self, text: str) -> None:
+        if text.strip() != self.controller.query or not self.controller.query:
+            self.controller.search(text)
 
     def zoom(self, step: int) -> None:
         self.grid_model.set_thumb_size(self.grid_model.thumb_size + step if step else DEFAULT_THUMB)
@@ -268,10 +243,10 @@ class MainWindow(QMainWindow):
     @property
     def search_pending(self) -> bool:
         """Whether typed text is waiting for the debounce timer."""
-        return self._debounce.isActive()
+        return self.toolbar.pending
 
     def min_score(self) -> float:
-        return self.score_slider.value() / SCORE_STEPS
+        return self.toolbar.min_score()
 
     def show_errors(self) -> None:
         if self.controller.is_open:
@@ -281,8 +256,8 @@ class MainWindow(QMainWindow):
         """Show row `row` of the grid in the photo view."""
         if not 0 <= row < self.grid_model.rowCount():
             return
-        index = self.grid_model.index(row)
-        self.photo_view.show_photo(self.grid_model.path(row), (row, self.grid_model.rowCount()), index.data(ScoreRole))
+        model = self.grid_model
+        self.photo_view.show_photo(model.path(row), (row, model.rowCount()), model.score(row))
 
     def _step_photo(self, step: int) -> None:
         current = self.grid_model.row_of(self.photo_view.path or "")
@@ -293,11 +268,6 @@ class MainWindow(QMainWindow):
             self.grid.select_row(row)
             self.open_photo(row)
 
-    def _model_chosen(self, index: int) -> None:
-        model_id = self.model_combo.itemData(index)
-        if model_id:
-            self.controller.switch_model(model_id)
-
     def _message_action(self, action_id: str) -> None:
         if action_id == "errors":
             self.show_errors()
@@ -305,19 +275,16 @@ class MainWindow(QMainWindow):
     # --- controller signals ----------------------------------------------------------------------
 
     def _library_ready(self, snapshot: object) -> None:
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        for model in snapshot.models:
-            self.model_combo.addItem(model.name, model.id)
-            self.model_combo.setItemData(self.model_combo.count() - 1, f"{model.id} ({model.location})", Qt.ToolTipRole)
-        if snapshot.active_model is not None:
-            self.model_combo.setCurrentIndex(self.model_combo.findData(snapshot.active_model))
-        self.model_combo.setEnabled(bool(snapshot.models))
-        self.model_combo.blockSignals(False)
-
+        self.toolbar.set_models(snapshot.models, snapshot.active_model)
         active = next((m for m in snapshot.models if m.id == snapshot.active_model), None)
         self.count_label.setText(f"{snapshot.photo_count:,} photo{'s' if snapshot.photo_count != 1 else ''}")
-        self.model_label.setText(f"Model: {active.name if active else 'none installed'}")
+        self.model_label.setText(f"Model: {active.id if active else 'none installed'}")
+        if active is not None and snapshot.serving_model not in (None, active.id):
+            # A switch is not finished: core keeps answering from the previous model until it is.
+            self.model_label.setText(f"Model: {active.id} (searching with {snapshot.serving_model} until embedded)")
+        self.model_label.setToolTip(active.name if active else "")
+        if active is not None:
+            self.model_combo.setToolTip(f"{active.name}\nSwitching the model re-embeds the library in the background")
         self.errors_button.setText(f"⚠ {snapshot.error_count:,} unreadable")
         self.errors_button.setToolTip("Files that could not be indexed, with the reason")
         self.errors_button.setVisible(snapshot.error_count > 0)
@@ -334,17 +301,19 @@ class MainWindow(QMainWindow):
 
     def _photos_added(self, paths: list[str]) -> None:
         self.grid_model.append_photos(paths)
+        if not self._photos.query:  # browsing everything: the grid is the library, count it live
+            self.count_label.setText(f"{self.grid_model.rowCount():,} photos")
         self._update_header()
         self._update_page()
 
-    def _cutoff_changed(self, value: int) -> None:
-        self.score_label.setText(f"{value / SCORE_STEPS:.2f}")
-        self._apply_cutoff()
-
     def _apply_cutoff(self) -> None:
-        photos = self._photos
+        photos, model = self._photos, self.grid_model
         if photos.scores is None:
-            self.grid_model.set_photos(photos.paths)
+            shown = model.rowCount()
+            if not model.has_scores and shown and photos.paths[:shown] == model.paths():
+                model.append_photos(photos.paths[shown:])  # same list grown: keep the user's scroll position
+            else:
+                model.set_photos(photos.paths)
         else:
             cutoff = self.min_score()
             kept = [(p, s) for p, s in zip(photos.paths, photos.scores, strict=True) if s >= cutoff]
@@ -361,7 +330,9 @@ class MainWindow(QMainWindow):
             more = f" · {hidden:,} below the {self.min_score():.2f} cutoff" if hidden else ""
             self.header.setText(f"{shown:,} best matches for “{photos.query}”, best first{more}")
         elif photos.paths:
-            self.header.setText(f"No photo scores {self.min_score():.2f} or more for “{photos.query}”: lower the cutoff")
+            self.header.setText(
+                f"No photo scores {self.min_score():.2f} or more for “{photos.query}”: lower the cutoff"
+            )
         else:
             self.header.setText(f"No photos match “{photos.query}”")
 
@@ -371,15 +342,18 @@ class MainWindow(QMainWindow):
             self.header.setText("Opening the library…")
         empty_library = snapshot is not None and snapshot.photo_count == 0 and self.grid_model.rowCount() == 0
         show_empty = empty_library and not self._photos.query
+        self.empty.set_indexing(self.controller.indexing)
         self.pages.setCurrentWidget(self.empty if show_empty else self.pages.widget(1))
 
     def _index_started(self, kind: str, description: str) -> None:
-        self.progress.start(description)
+        self.progress.start(description, cancellable=kind != "starter")  # the trainer build cannot stop midway
         self.rescan_action.setEnabled(False)
+        self._update_page()
 
     def _index_finished(self, outcome: IndexOutcome) -> None:
         self.progress.hide()
         self.rescan_action.setEnabled(True)
+        self._update_page()
         report = outcome.report
         if outcome.error or report is None:
             return

@@ -1,5 +1,9 @@
 """The photo grid: a list model that holds only paths and scores, a delegate that paints cells, and the view.
 
+PySide6 6.12 on Python 3.11 drops a reference to None each time Python code reads `QModelIndex.data()` for a role
+that answers None, and enough of them crash the interpreter. So Python code here (the delegate, the window) asks
+the model's own methods (`path`, `score`, `thumbnail`) and only Qt's C++ side goes through `data()`.
+
 The model never touches pixels up front: `DecorationRole` asks the thumbnail loader, which answers from its
 LRU or queues a load and returns None (the delegate paints a placeholder until `ready` arrives). With
 uniform item sizes the view only asks about the rows on screen, so 100k rows cost a list of strings.
@@ -10,8 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
-from PySide6.QtGui import QPainter, QPalette, QPixmap
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QPainter, QPalette, QPixmap, QResizeEvent
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from desktop.thumbnail_loader import ThumbnailLoader
@@ -26,6 +30,8 @@ ModelIndex = QModelIndex | QPersistentModelIndex
 
 class PhotoGridModel(QAbstractListModel):
     """Rows of photos: a path and, for search results, a score."""
+
+    thumb_size_changed = Signal(int)
 
     def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -68,6 +74,14 @@ class PhotoGridModel(QAbstractListModel):
     def path(self, row: int) -> str:
         return self._paths[row]
 
+    def score(self, row: int) -> float | None:
+        """The search score of a row; None when browsing."""
+        return None if self._scores is None else self._scores[row]
+
+    def thumbnail(self, row: int) -> QPixmap | None:
+        """The row's thumbnail if loaded; otherwise None, and the load is queued."""
+        return self.loader.pixmap(self._paths[row], self.thumb_size, self.device_ratio)
+
     def row_of(self, path: str) -> int | None:
         return self._row_of.get(path)
 
@@ -78,7 +92,7 @@ class PhotoGridModel(QAbstractListModel):
     def set_thumb_size(self, size: int) -> None:
         """Paint thumbnails at another size (zoom); rows stay the same."""
         self.thumb_size = max(MIN_THUMB, min(MAX_THUMB, size))
-        self.layoutChanged.emit()
+        self.thumb_size_changed.emit(self.thumb_size)
 
     # --- Qt model API ----------------------------------------------------------------------------
 
@@ -143,7 +157,8 @@ class PhotoDelegate(QStyledItemDelegate):
 
         size = self.model.thumb_size
         box = QRect(rect.x() + (rect.width() - size) // 2, rect.y() + self.PADDING, size, size)
-        pixmap: QPixmap | None = index.data(Qt.DecorationRole)
+        row = index.row()
+        pixmap = self.model.thumbnail(row)
         if pixmap is not None and not pixmap.isNull():
             ratio = self.model.device_ratio  # thumbnails are loaded at size x ratio device pixels
             w, h = max(1.0, pixmap.width() / ratio), max(1.0, pixmap.height() / ratio)
@@ -157,16 +172,16 @@ class PhotoDelegate(QStyledItemDelegate):
             painter.setPen(Qt.NoPen)
             painter.setBrush(palette.mid() if selected else palette.button())
             painter.drawRoundedRect(box.adjusted(8, 8, -8, -8), 6, 6)
-            if self.model.loader.has_failed(index.data(PathRole)):
+            if self.model.loader.has_failed(self.model.path(row)):
                 painter.setPen(palette.color(QPalette.Text))
                 painter.drawText(box, Qt.AlignCenter, "⚠\ncannot show")
 
         text_color = palette.color(QPalette.HighlightedText if selected else QPalette.Text)
         painter.setPen(text_color)
-        text_rect = QRect(rect.x() + self.PADDING, box.bottom() + 2, rect.width() - 2 * self.PADDING, 0)
+        text_rect = QRect(box.x(), box.bottom() + 2, box.width(), 0)  # under the thumbnail, as wide as it
         text_rect.setBottom(rect.bottom() - 2)
-        score = index.data(ScoreRole)
-        name = index.data(Qt.DisplayRole)
+        score = self.model.score(row)
+        name = os.path.basename(self.model.path(row))
         if score is not None:
             badge = f"{score:.2f}"
             metrics = option.fontMetrics
@@ -193,20 +208,33 @@ class PhotoGridView(QListView):
         self.setSpacing(2)
         self.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.setVerticalScrollMode(QAbstractItemView.ScrollPerPixel)
+        # Always shown: a scroll bar that comes and goes would change the width and the column count with it.
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOn)
         self.setMouseTracking(True)
         self.setModel(model)
         self.grid_delegate = PhotoDelegate(model, self)
         self.setItemDelegate(self.grid_delegate)
         self.setObjectName("photoGrid")
         self.setAccessibleName("Photos")
-        model.layoutChanged.connect(self._update_cells)
+        model.thumb_size_changed.connect(self._update_cells)
         self._update_cells()
 
-    def _update_cells(self) -> None:
+    def _update_cells(self, *_: object) -> None:
         model: PhotoGridModel = self.model()
         model.device_ratio = self.devicePixelRatioF()
-        self.setGridSize(self.grid_delegate.cell_size(self.fontMetrics().height()))
+        cell = self.grid_delegate.cell_size(self.fontMetrics().height())
+        # Share the row's leftover width among the columns, so the grid fills the window edge to edge.
+        width = self.viewport().width()
+        columns = max(1, width // cell.width())
+        cell.setWidth(max(cell.width(), width // columns))
+        if cell != self.gridSize():
+            self.setGridSize(cell)
+        self.viewport().update()
         self.verticalScrollBar().setSingleStep(max(20, model.thumb_size // 4))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._update_cells()
 
     def current_row(self) -> int | None:
         """The row with keyboard focus, if any."""

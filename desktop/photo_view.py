@@ -78,7 +78,8 @@ class PhotoView(QDialog):
         font.setBold(True)
         font.setPointSizeF(font.pointSizeF() * 1.2)
         self.name.setFont(font)
-        self.facts = {key: QLabel() for key in ("Path", "Pixels", "File size", "Modified", "Score", "Position")}
+        keys = ("Path", "Pixels", "File size", "Modified", "Taken", "Camera", "Score", "Position")
+        self.facts = {key: QLabel() for key in keys}
         self.facts["Path"].setWordWrap(True)
         info = QFormLayout()
         for key, label in self.facts.items():
@@ -123,7 +124,7 @@ class PhotoView(QDialog):
         self.facts["Path"].setText(path)
         self.facts["Score"].setText(f"{score:.3f}" if score is not None else "—")
         self.facts["Position"].setText(f"{position[0] + 1:,} of {position[1]:,}")
-        for key in ("Pixels", "File size", "Modified"):
+        for key in ("Pixels", "File size", "Modified", "Taken", "Camera"):
             self.facts[key].setText("…")
         self.prev_button.setEnabled(position[0] > 0)
         self.next_button.setEnabled(position[0] + 1 < position[1])
@@ -147,6 +148,8 @@ class PhotoView(QDialog):
         self.facts["Pixels"].setText(f"{details.width:,} × {details.height:,}")
         self.facts["File size"].setText(human_size(details.size_bytes))
         self.facts["Modified"].setText(datetime.fromtimestamp(details.modified).strftime("%Y-%m-%d %H:%M"))
+        for key in ("Taken", "Camera"):
+            self.facts[key].setText(details.extra.get(key, "—"))
         self._fit()
 
     def _fit(self) -> None:
@@ -154,7 +157,10 @@ class PhotoView(QDialog):
             return
         ratio = self.devicePixelRatioF()
         target = self.picture.size() * ratio
-        pixmap = QPixmap.fromImage(self._image.scaled(target, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+        image = self._image
+        if image.width() > target.width() or image.height() > target.height():  # shrink to fit, never enlarge
+            image = image.scaled(target, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+        pixmap = QPixmap.fromImage(image)
         pixmap.setDevicePixelRatio(ratio)
         self.picture.setPixmap(pixmap)
 

@@ -50,6 +50,28 @@ def write_selftest_photos(dest: Path, max_side: int = 512) -> Path:
     return dest
 
 
+def link_models(source_library: Path, dest_library: Path) -> None:
+    """Make the models installed in `source_library` visible in `dest_library` (and the same one active),
+    without writing anything into the source library. User-wide and bundled packages are visible anyway."""
+    from core.errors import NoModelError
+    from core.model_store import ModelStore
+
+    source = ModelStore(source_library)
+    (dest_library / "models").mkdir(parents=True, exist_ok=True)
+    for model in source.list():
+        if model.location != "library":
+            continue
+        target = dest_library / "models" / model.dir.name
+        try:
+            target.symlink_to(model.dir.resolve(), target_is_directory=True)
+        except OSError:  # no symlinks here (e.g. Windows without developer mode): copy instead
+            shutil.copytree(model.dir, target)
+    try:
+        ModelStore(dest_library).set_active(source.active_id())
+    except NoModelError:
+        pass  # nothing installed: the self-test reports it
+
+
 def _wait(signal: object, timeout_ms: int, what: str) -> tuple:
     """Run the event loop until `signal` fires; returns its arguments."""
     from PySide6.QtCore import QEventLoop, QTimer
@@ -74,7 +96,8 @@ def _run(library: Path | None, work: Path) -> str:
     photos = bundled_photos() or write_selftest_photos(work / "photos")
     count = sum(1 for p in photos.iterdir() if p.is_file())
     settings = QSettings(str(work / "settings.ini"), QSettings.IniFormat)
-    window = create_main_window(work / "library", settings, models_from=library_dir(library))
+    link_models(library_dir(library), work / "library")
+    window = create_main_window(work / "library", settings)
     errors: list[str] = []
     window.controller.error.connect(errors.append)
     window.show()

@@ -47,6 +47,7 @@ class ProgressPanel(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.title = QLabel()
+        self.title.setMinimumWidth(self.title.fontMetrics().horizontalAdvance("Indexing photos, holidays…"))
         self.bar = QProgressBar()
         self.bar.setFixedWidth(180)
         self.bar.setTextVisible(False)
@@ -58,12 +59,15 @@ class ProgressPanel(QWidget):
             layout.addWidget(widget)
         self.hide()
 
-    def start(self, description: str) -> None:
-        self.title.setText(description)
+    def start(self, description: str, *, cancellable: bool = True) -> None:
+        metrics = self.title.fontMetrics()
+        self.title.setText(metrics.elidedText(description, Qt.ElideMiddle, 320))
+        self.title.setToolTip(description)
         self.detail.setText("")
         self.bar.setRange(0, 0)  # busy until the first count arrives
         self.cancel_button.setEnabled(True)
         self.cancel_button.setText("Cancel")
+        self.cancel_button.setVisible(cancellable)
         self.show()
 
     def update_progress(self, progress: IndexProgress) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
 
+from desktop.workers import lower_thread_priority
+
 Key = tuple[str, int]  # (photo path, pixel size of the box the thumbnail must fit)
 ThumbnailSource = Callable[[str], Path]  # photo path -> thumbnail file (core's thumbnail cache)
 
@@ -111,6 +113,7 @@ class ThumbnailLoader(QObject):
             self._pool.start(self._drain)
 
     def _drain(self) -> None:  # pool thread: load until the queue is empty
+        lower_thread_priority()
         while True:
             with self._lock:
                 if not self._pending:

@@ -11,16 +11,41 @@ Rules (the whole app follows them):
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 
 from core.errors import PhotoSeekError
 
 log = logging.getLogger(__name__)
+_thread_state = threading.local()
+BACKGROUND_NICENESS = 10
+
+
+def lower_thread_priority() -> None:
+    """Run the calling (pool) thread, and the threads it starts, below the GUI thread's priority.
+
+    On Linux niceness is per thread and inherited by threads created later (core's decode pool, onnxruntime's
+    workers), so the scheduler keeps the GUI thread responsive when the CPU is busy. Elsewhere Qt's thread
+    priority does the same job. Done once per thread; failures are harmless.
+    """
+    if getattr(_thread_state, "lowered", False):
+        return
+    _thread_state.lowered = True
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+        except OSError:
+            pass
+    else:
+        thread = QThread.currentThread()
+        if thread is not None:
+            thread.setPriority(QThread.LowPriority)
 
 
 class JobSignals(QObject):
@@ -69,6 +94,7 @@ class Job:
         self.context.cancel.set()
 
     def run(self) -> None:  # runs on a pool thread
+        lower_thread_priority()
         try:
             result = self._fn(self.context)
         except Exception as exc:  # every failure must reach the UI, never die silently in a thread

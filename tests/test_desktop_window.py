@@ -8,19 +8,11 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 
 from core.index_db import PhotoIndex
+from desktop.controller import PhotoList
 from desktop.photo_grid import ScoreRole, ThumbStateRole
-from tests.desktop_support import (  # noqa: F401 - fixtures
-    WAIT_MS,
-    corpus_size,
-    drop_paths,
-    indexed,
-    indexed_library,
-    make_window,
-    names,
-    photo_folder,
-    settings_file,
-    wait_for_query,
-)
+from tests.test_desktop_support import WAIT_MS, corpus_size, drop_paths, names, photo_folder, wait_for_query
+
+pytest_plugins = ("tests.test_desktop_support",)  # fixtures: make_window, indexed_library, settings_file
 
 
 def test_empty_library_invites_a_drop_and_names_the_model(make_window, library: Path) -> None:
@@ -29,7 +21,7 @@ def test_empty_library_invites_a_drop_and_names_the_model(make_window, library: 
     assert "Drop a folder of photos here" in window.empty.title.text()
     assert window.empty.add_button.isVisibleTo(window) and not window.empty.model_notice.isVisibleTo(window)
     assert window.count_label.text() == "0 photos"
-    assert window.model_label.text().startswith("Model: PhotoSeek Starter")
+    assert window.model_label.text() == "Model: starter" and "PhotoSeek Starter" in window.model_label.toolTip()
     assert window.model_combo.currentData() == "starter"
 
 
@@ -92,8 +84,13 @@ def test_typing_a_query_puts_the_matching_photo_first(qtbot, make_window, indexe
     wait_for_query(qtbot, window, "an espresso cup")
     assert names(window)[0] == "coffee"
 
-    # Clearing the box browses the whole library again.
-    window.search_edit.clear()
+    # Down moves from the search box into the grid; Esc in the box clears it and browses the whole library again.
+    window.focus_search()
+    qtbot.keyClick(window.search_edit, Qt.Key_Down)
+    assert window.grid.hasFocus() and window.grid.current_row() == 0
+    window.focus_search()
+    qtbot.keyClick(window.search_edit, Qt.Key_Escape)
+    assert window.search_edit.text() == ""
     wait_for_query(qtbot, window, "")
     assert window.grid_model.rowCount() == corpus_size() and window.header.text().startswith("All photos")
 
@@ -124,9 +121,26 @@ def test_photo_view_shows_the_photo_and_steps_through_results(qtbot, make_window
     assert view.path == window.grid_model.path(0)
 
 
+def test_a_grown_library_list_keeps_the_scroll_position(qtbot, make_window, library: Path) -> None:
+    window = make_window(library)
+    wait_for_query(qtbot, window, "")
+    paths = [f"/photos/IMG_{i:05d}.jpg" for i in range(3000)]
+    window.controller.photos.emit(PhotoList("", paths[:2000], None))
+    bar = window.grid.verticalScrollBar()
+    bar.setValue(bar.maximum() // 2)
+    position = bar.value()
+    resets: list[bool] = []
+    window.grid_model.modelReset.connect(lambda: resets.append(True))
+    window.controller.photos.emit(PhotoList("", paths, None))  # e.g. the list after indexing finished
+    assert window.grid_model.rowCount() == 3000 and not resets and bar.value() == position
+    window.controller.photos.emit(PhotoList("", paths[1:], None))  # something was removed: a real reset
+    assert resets and window.grid_model.rowCount() == 2999
+    window.controller.photos.emit(PhotoList("", [], None))  # leave nothing for the thumbnail loader to chase
+
+
 def test_settings_and_geometry_persist(qtbot, make_window, library: Path, settings_file: Path) -> None:
     window = make_window(library)
-    window.resize(930, 610)
+    window.resize(760, 590)  # the offscreen screen is 800 x 800; restoring clamps to it
     window.score_slider.setValue(31)
     window.zoom(+24)
     size = window.grid_model.thumb_size
@@ -134,7 +148,7 @@ def test_settings_and_geometry_persist(qtbot, make_window, library: Path, settin
     assert QSettings(str(settings_file), QSettings.IniFormat).value("search/min_score_steps") in (31, "31")
 
     again = make_window(library)
-    assert (again.width(), again.height()) == (930, 610)
+    assert (again.width(), again.height()) == (760, 590)
     assert again.score_slider.value() == 31 and again.score_label.text() == "0.31"
     assert again.grid_model.thumb_size == size != 160
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the desktop tests: real photo folders, a window factory, drops, waiting on the controller."""
+"""Helpers and fixtures shared by the desktop tests (no tests here): real photo folders, a window factory, drops."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def drop_paths(window: MainWindow, paths: list[Path]) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     pos = QPointF(window.rect().center())
-    enter = QDragEnterEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    enter = QDragEnterEvent(pos.toPoint(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted(), "the window refused the drag"
     drop = QDropEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
@@ -80,9 +80,10 @@ def names(window: MainWindow) -> list[str]:
     return [Path(p).stem for p in window.grid_model.paths()]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def indexed(tmp_path_factory: pytest.TempPathFactory, starter_package_dir: Path) -> tuple[Path, Path]:
-    """(photo folder, index database file): the corpus photos indexed once per test module with the starter."""
+    """(photo folder, index database file): the corpus photos indexed once per test session with the starter
+    (the database also keeps core's tag-vocabulary embeddings, so tests that copy it skip that work)."""
     from desktop.library_service import LibraryService
 
     root = tmp_path_factory.mktemp("indexed")
@@ -98,4 +99,5 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, starter_package_dir: Path)
 def indexed_library(library: Path, indexed: tuple[Path, Path]) -> Path:
     """The `library` fixture with the corpus already indexed in it."""
     shutil.copyfile(indexed[1], library / "index.sqlite3")
+    shutil.copyfile(indexed[1].with_name("settings.json"), library / "settings.json")  # core's serving model
     return library

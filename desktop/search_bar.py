@@ -1,0 +1,98 @@
+"""The search toolbar: a debounced search box, the score cutoff slider and the model picker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QSizePolicy, QSlider, QToolBar, QWidget
+
+SEARCH_DEBOUNCE_MS = 250
+SCORE_STEPS = 100  # the cutoff slider moves in steps of 0.01 between 0 and 1
+
+
+class SearchToolbar(QToolBar):
+    """Emits `query_requested` 250 ms after typing stops or at once on Enter; `model_chosen` on a user's pick."""
+
+    query_requested = Signal(str)
+    cutoff_changed = Signal(float)
+    model_chosen = Signal(str)
+    down_pressed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Search", parent)
+        self.setObjectName("searchToolbar")
+        self.setMovable(False)
+        self.search_edit = QLineEdit()
+        self.search_edit.setObjectName("searchEdit")
+        self.search_edit.setPlaceholderText("Search: “a cat”, “coffee on a table”…  (Ctrl+F)")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.setMinimumWidth(260)
+        self.search_edit.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.debounce = QTimer(self, singleShot=True, interval=SEARCH_DEBOUNCE_MS)
+        self.debounce.timeout.connect(self.run_search)
+        self.search_edit.textChanged.connect(lambda _: self.debounce.start())
+        self.search_edit.returnPressed.connect(self.run_search)
+        edit = self.search_edit
+        QShortcut(QKeySequence(Qt.Key_Escape), edit, edit.clear, context=Qt.WidgetShortcut)
+        QShortcut(QKeySequence(Qt.Key_Down), edit, self.down_pressed.emit, context=Qt.WidgetShortcut)
+        self.addWidget(self.search_edit)
+        self.addSeparator()
+
+        self.score_label = QLabel()
+        self.score_slider = QSlider(Qt.Horizontal)
+        self.score_slider.setObjectName("scoreSlider")
+        self.score_slider.setRange(0, SCORE_STEPS)
+        self.score_slider.setFixedWidth(140)
+        self.score_slider.setToolTip("Hide search results that score below this cutoff")
+        self.score_slider.valueChanged.connect(self._slider_moved)
+        self.addWidget(QLabel(" Min score "))
+        self.addWidget(self.score_slider)
+        self.addWidget(self.score_label)
+        self.addSeparator()
+
+        self.model_combo = QComboBox()
+        self.model_combo.setObjectName("modelPicker")
+        self.model_combo.setToolTip("The model that embeds photos and queries; switching re-embeds the library")
+        self.model_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(22)  # long package names are cut; the tooltip has them whole
+        self.model_combo.activated.connect(self._model_activated)
+        self.addWidget(QLabel(" Model "))
+        self.addWidget(self.model_combo)
+        self._slider_moved(0)
+
+    @property
+    def pending(self) -> bool:
+        """Whether typed text is waiting for the debounce timer."""
+        return self.debounce.isActive()
+
+    def run_search(self) -> None:
+        """Ask for the box's query now."""
+        self.debounce.stop()
+        self.query_requested.emit(self.search_edit.text())
+
+    def min_score(self) -> float:
+        return self.score_slider.value() / SCORE_STEPS
+
+    def set_models(self, models: Sequence[object], active: str | None) -> None:
+        """Fill the picker with installed packages (objects with id, name, location) and select the active one."""
+        combo = self.model_combo
+        combo.blockSignals(True)  # filling it is not a user's choice
+        combo.clear()
+        for model in models:
+            combo.addItem(model.name, model.id)
+            combo.setItemData(combo.count() - 1, f"{model.name}\n{model.id} ({model.location})", Qt.ToolTipRole)
+        if active is not None:
+            combo.setCurrentIndex(combo.findData(active))
+        combo.setEnabled(bool(models))
+        combo.blockSignals(False)
+
+    def _slider_moved(self, value: int) -> None:
+        self.score_label.setText(f"{value / SCORE_STEPS:.2f}")
+        self.cutoff_changed.emit(value / SCORE_STEPS)
+
+    def _model_activated(self, index: int) -> None:
+        model_id = self.model_combo.itemData(index)
+        if model_id:
+            self.model_chosen.emit(model_id)
