@@ -242,7 +242,7 @@ def _cmd_models(args: argparse.Namespace, library: Library) -> int:
         ]
         _emit(args, rows, "\n".join(lines) or f"No model packages installed. Build one with: {BUILD_STARTER_HINT}")
     elif args.models_command == "use":
-        store.set_active(args.model_id)
+        library.use(args.model_id)
         _emit(args, {"active": args.model_id}, f"Active model: {args.model_id} (run `index` to embed the library)")
     else:
         model = store.find(args.model_id)

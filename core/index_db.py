@@ -163,6 +163,10 @@ class PhotoIndex:
         """Ids of the photos that already have an embedding from this model."""
         return {row[0] for row in self.conn.execute("SELECT photo_id FROM embeddings WHERE model_id = ?", (model_id,))}
 
+    def photos_after(self, after_id: int = 0) -> list[tuple[int, str]]:
+        """(id, path) of photos added after `after_id`, in id order (for views that grow while indexing)."""
+        return self.conn.execute("SELECT id, path FROM photos WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+
     def photo_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
 

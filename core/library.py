@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from core.encoders import ModelPackage
-from core.errors import PhotoSeekError
+from core.errors import NoModelError, PhotoSeekError
 from core.index_db import PhotoIndex
 from core.indexer import IndexReport, ProgressCallback, index_paths
 from core.model_store import ModelStore
@@ -31,8 +31,10 @@ class Library:
     """One library folder: its index, its models and its settings. Cheap to create; not thread-bound
     (each call opens its own database connection, so workers and the GUI can share one Library)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, threads: int = 0) -> None:
+        """`threads`: onnxruntime threads per encoder (0: all cores); the GUI leaves one core free."""
         self.path = library_dir(path)
+        self.threads = threads
         self.store = ModelStore(self.path)
         self._models: dict[str, ModelPackage] = {}
         self._lock = threading.Lock()
@@ -45,7 +47,7 @@ class Library:
         model_id = model_id or self.store.active_id()
         with self._lock:
             if model_id not in self._models:
-                self._models[model_id] = self.store.load(model_id)
+                self._models[model_id] = self.store.load(model_id, threads=self.threads)
             return self._models[model_id]
 
     def serving_model_id(self) -> str:
@@ -56,6 +58,16 @@ class Library:
         if serving in installed and serving != active and not self._complete(active):
             return serving
         return active
+
+    def use(self, model_id: str) -> None:
+        """Make a model active; the current one keeps serving search until the new one covers the library."""
+        try:
+            current = self.serving_model_id()
+        except NoModelError:
+            current = None
+        if current is not None and current != model_id and self._complete(current):
+            self.store.write_setting(SERVING_KEY, current)
+        self.store.set_active(model_id)
 
     def _complete(self, model_id: str) -> bool:
         with self.open_index() as index:

@@ -26,6 +26,7 @@ CONFIRM_STEP = -0.1
 REJECT_STEP = 0.25
 OFFSET_RANGE = (-1.0, 2.0)
 USER = "user"
+_PROCESS_CACHE: dict[tuple[str, str], np.ndarray] = {}  # (text encoder sha256, tag) -> unit vector
 
 
 @dataclass(frozen=True)
@@ -93,23 +94,32 @@ class Tagger:
     def tag_matrix(self, model: ModelPackage) -> tuple[list[str], np.ndarray]:
         """Vocabulary and its unit embeddings [tags, D] for a model (prompt-template average, cached in the DB)."""
         tags = self.vocabulary()
-        cached = {
+        stored = {
             tag: np.frombuffer(blob, dtype=np.float32)
             for tag, blob in self.conn.execute("SELECT tag, vector FROM tag_vectors WHERE model_id = ?", (model.id,))
         }
-        missing = [t for t in tags if t not in cached or cached[t].size != model.dim]
+        stored = {tag: v for tag, v in stored.items() if v.size == model.dim}
+        # Vectors depend only on the text encoder: reuse what this process computed for another library.
+        text_key = model.card.files.get(model.card.text_encoder.file, model.id)
+        vectors = dict(stored)
+        for tag in tags:
+            if tag not in vectors and (text_key, tag) in _PROCESS_CACHE:
+                vectors[tag] = _PROCESS_CACHE[(text_key, tag)]
+        missing = [t for t in tags if t not in vectors]
         if missing:
             prompts = [template.format(t) for t in missing for template in TAG_TEMPLATES]
-            vectors = model.embed_texts(prompts).reshape(len(missing), len(TAG_TEMPLATES), -1).mean(axis=1)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            fresh = model.embed_texts(prompts).reshape(len(missing), len(TAG_TEMPLATES), -1).mean(axis=1)
+            fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+            for tag, vector in zip(missing, fresh.astype(np.float32), strict=True):
+                vectors[tag] = _PROCESS_CACHE[(text_key, tag)] = vector
+        unsaved = [t for t in tags if t not in stored]
+        if unsaved:
             with self.index.transaction():
-                for tag, vector in zip(missing, vectors, strict=True):
-                    cached[tag] = vector.astype(np.float32)
-                    self.conn.execute(
-                        "INSERT OR REPLACE INTO tag_vectors(model_id, tag, vector) VALUES (?, ?, ?)",
-                        (model.id, tag, cached[tag].tobytes()),
-                    )
-        matrix = np.stack([cached[t] for t in tags]) if tags else np.zeros((0, model.dim), np.float32)
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO tag_vectors(model_id, tag, vector) VALUES (?, ?, ?)",
+                    [(model.id, tag, vectors[tag].tobytes()) for tag in unsaved],
+                )
+        matrix = np.stack([vectors[t] for t in tags]) if tags else np.zeros((0, model.dim), np.float32)
         return tags, matrix
 
     def _offsets(self, tags: list[str]) -> np.ndarray:
