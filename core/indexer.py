@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from core.encoders import ModelPackage
-from core.errors import ImageDecodeError
+from core.errors import ImageDecodeError, PhotoSeekError
 from core.index_db import PhotoIndex, PhotoRecord
 from core.preprocess import decode_photo, decode_side
 from core.scanning import PhotoFile, content_hash, scan
+from core.thumbnails import ThumbnailCache
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -40,8 +41,15 @@ class IndexReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _decode(model: ModelPackage, photo: PhotoFile, min_side: int) -> tuple[PhotoRecord, np.ndarray]:
+def _decode(
+    model: ModelPackage, photo: PhotoFile, min_side: int, thumbnails: ThumbnailCache | None
+) -> tuple[PhotoRecord, np.ndarray]:
     image, meta = decode_photo(Path(photo.path), min_side=min_side)
+    if thumbnails is not None:
+        try:
+            thumbnails.save_from(photo.path, image)  # from the same decode: no second read of the photo
+        except PhotoSeekError:
+            pass  # a thumbnail is a convenience; the grid makes it again on demand
     try:
         digest = content_hash(photo.path, photo.size)
     except OSError as exc:
@@ -106,13 +114,15 @@ def index_paths(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     on_batch: Callable[[list[int], np.ndarray], None] | None = None,
+    thumbnails: ThumbnailCache | None = None,
 ) -> IndexReport:
     """Bring the index up to date with the photos under `roots` for `model`.
 
     New or changed files are decoded and embedded; unchanged, already embedded ones are skipped;
     files that vanished are removed. Unreadable files get a recorded reason and never stop the run.
     `progress(done, total)` is called after each batch; setting `cancel` stops after the current batch.
-    `on_batch(photo_ids, vectors)` runs after each committed batch (the library tags new photos with it).
+    `on_batch(photo_ids, vectors)` runs after each committed batch (the library tags new photos with it);
+    with `thumbnails`, each photo's grid thumbnail is made from the same decode.
     """
     started = time.perf_counter()
     roots = [Path(r).expanduser() for r in roots]
@@ -164,7 +174,7 @@ def index_paths(
                 photo = next(queue, None)
                 if photo is None:
                     return
-                pending.append((photo, pool.submit(_decode, model, photo, min_side)))
+                pending.append((photo, pool.submit(_decode, model, photo, min_side, thumbnails)))
 
         refill()
         while pending:

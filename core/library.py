@@ -21,6 +21,7 @@ from core.model_store import ModelStore
 from core.paths import library_dir
 from core.search import SearchEngine
 from core.tagging import Tagger
+from core.thumbnails import ThumbnailCache
 from core.watcher import FolderWatcher
 from core.xmp import write_tags
 
@@ -95,7 +96,14 @@ class Library:
                 tagger.tag_photos(model, ids, vectors)
 
             report = index_paths(
-                roots, index, model, batch_size=batch_size, progress=progress, cancel=cancel, on_batch=tag_batch
+                roots,
+                index,
+                model,
+                batch_size=batch_size,
+                progress=progress,
+                cancel=cancel,
+                on_batch=tag_batch,
+                thumbnails=ThumbnailCache(self.path),
             )
             if not report.cancelled and len(index.embedded_ids(model.id)) >= index.photo_count():
                 self.store.write_setting(SERVING_KEY, model.id)

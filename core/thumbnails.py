@@ -57,7 +57,14 @@ class ThumbnailCache:
         target = self.path_for(photo, size)
         if target.is_file():
             return target
-        image = load_image(Path(photo), min_side=size)
+        return self._write(target, load_image(Path(photo), min_side=size), size)
+
+    def save_from(self, photo: str | os.PathLike[str], image: Image.Image, size: int = DEFAULT_SIZE) -> Path:
+        """Make the thumbnail from an image already decoded for something else (the indexer's decode)."""
+        target = self.path_for(photo, size)
+        return target if target.is_file() else self._write(target, image.copy(), size)
+
+    def _write(self, target: Path, image: Image.Image, size: int) -> Path:
         # reducing_gap lets Pillow shrink big photos in a cheap integer step first; quality stays the same.
         image.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.{threading.get_ident()}.tmp")

@@ -182,3 +182,15 @@ def test_unit_vectors_are_stored(indexed) -> None:
         matrix, ids, stored = index.load_embeddings("starter", 384)
     assert len(set(stored)) == len(stored) == len(NAMES)
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+
+
+def test_indexing_makes_grid_thumbnails_from_the_same_decode(indexed) -> None:
+    from core.thumbnails import ThumbnailCache
+
+    lib, paths = indexed
+    cache = ThumbnailCache(lib.path)
+    for path in paths.values():
+        thumb = cache.path_for(path)
+        assert thumb.is_file()
+        with Image.open(thumb) as image:
+            assert max(image.size) == 256
