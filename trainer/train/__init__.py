@@ -1,6 +1,11 @@
 """Multi-modal reinforced training (MobileCLIP, spec section 9) and album fine-tuning.
 
-``loss`` the reinforced loss, ``optim`` AdamW groups and the schedule, ``loop`` the training loop (DDP, resume,
-EMA, metrics), ``config`` the config file, ``finetune`` the ``python -m trainer finetune ./album`` pipeline.
+General training: ``loss`` (the reinforced loss), ``optim`` (AdamW groups, warm-up + cosine), ``loop`` (the loop:
+accumulation, clipping, bf16, EMA, exact resume, DDP), ``data`` (batch sources), ``distributed``, ``state``
+(checkpoints, RNG, EMA), ``metrics`` (JSONL + PNG), ``config`` and ``run`` (``python -m trainer train CONFIG``).
+
+Album fine-tuning (``python -m trainer finetune ./album``): ``album`` (validation, split), ``album_reinforce``
+(the album's reinforced dataset via ``trainer.reinforce``), ``album_student`` (what trains), ``album_export``
+(the package), ``evaluate`` (before/after metrics), ``finetune`` (the pipeline). ``cli`` registers both commands.
 Importing this package does not import torch; its modules do.
 """

@@ -14,10 +14,12 @@ from PIL import Image
 from core.errors import ImageDecodeError, PhotoSeekError
 from core.preprocess import load_image
 from core.scanning import PHOTO_EXTENSIONS
+from trainer.reinforce.sources import label_text
 
 MIN_LABELS = 2
 MIN_PER_LABEL = 2  # one to train on and one to check
-LOAD_SIDE = 448  # photos are kept in memory at about this size: crops are re-sized to <= 256 px anyway
+LOAD_SIDE = 448  # JPEGs are decoded at a reduced scale that keeps at least this many pixels on the short side
+KEEP_SIDE = 640  # and kept in memory at most this long (models take <= 256 px; 2.5:1 photos keep 256 px)
 
 
 class AlbumError(PhotoSeekError):
@@ -57,8 +59,9 @@ class Album:
 
 
 def label_of(folder_name: str) -> str:
-    """The search words of a label folder: ``grandmas_garden`` -> ``grandmas garden`` (case kept for display)."""
-    return " ".join(folder_name.replace("_", " ").split())
+    """The search words of a label folder: ``grandmas_garden`` -> ``grandmas garden`` (case kept for display);
+    the same rule as the reinforcement tool's album source, so labels agree across both."""
+    return label_text(folder_name)
 
 
 def _file_hash(path: Path) -> str:
@@ -72,7 +75,7 @@ def _file_hash(path: Path) -> str:
 def read_album(
     root: Path, *, open_image: Callable[[Path], Image.Image] | None = None
 ) -> tuple[Album, dict[Path, Image.Image]]:
-    """Validate ``root`` and decode its photos (shrunk to about ``LOAD_SIDE`` px).
+    """Validate ``root`` and decode its photos (shrunk to at most ``KEEP_SIDE`` px).
 
     Label folders are the top-level sub-folders (photos in deeper folders count for their top-level label);
     hidden entries are ignored; photos that cannot be decoded are skipped and listed in ``Album.skipped``.
@@ -104,7 +107,7 @@ def read_album(
                 except (ImageDecodeError, OSError) as exc:
                     skipped.append((path, str(exc)))
                     continue
-                image.thumbnail((LOAD_SIDE * 2, LOAD_SIDE * 2))
+                image.thumbnail((KEEP_SIDE, KEEP_SIDE))
                 photos.append(AlbumPhoto(path, label, _file_hash(path)))
                 images[path] = image
     album = Album(root, photos, skipped)

@@ -23,17 +23,27 @@ from trainer.onnx_export import export_onnx, onnx_max_abs_diff
 from trainer.train.album_student import CHECK_TEXTS, TEXT_STATE_FILE, AlbumStudent, save_text_state
 
 ADAPTER_NAME = "album_adapter"
+ADAPTER_NODE = "album_adapter_matmul"
 
 
 def compose_image_graph(base_graph: Path, output: str, matrix: np.ndarray, dest: Path) -> Path:
-    """Copy ``base_graph`` with ``output`` right-multiplied by ``matrix`` (``[D, D]``), keeping the output's name."""
+    """Copy ``base_graph`` with ``output`` right-multiplied by ``matrix`` (``[D, D]``), keeping the output's name.
+
+    A base that already ends in an album adapter (a fine-tune of a fine-tune) gets the two maps folded into one.
+    """
     model = onnx.load(str(base_graph))
-    inner = f"{output}_before_album_adapter"
-    for node in model.graph.node:
-        node.output[:] = [inner if name == output else name for name in node.output]
-        node.input[:] = [inner if name == output else name for name in node.input]
-    model.graph.initializer.append(numpy_helper.from_array(matrix.astype(np.float32), ADAPTER_NAME))
-    model.graph.node.append(helper.make_node("MatMul", [inner, ADAPTER_NAME], [output], name="album_adapter_matmul"))
+    initializers = {init.name: init for init in model.graph.initializer}
+    last = next((n for n in model.graph.node if output in n.output), None)
+    if last is not None and last.name == ADAPTER_NODE and ADAPTER_NAME in initializers:
+        folded = numpy_helper.to_array(initializers[ADAPTER_NAME]) @ matrix
+        initializers[ADAPTER_NAME].CopyFrom(numpy_helper.from_array(folded.astype(np.float32), ADAPTER_NAME))
+    else:
+        inner = f"{output}_before_album_adapter"
+        for node in model.graph.node:
+            node.output[:] = [inner if name == output else name for name in node.output]
+            node.input[:] = [inner if name == output else name for name in node.input]
+        model.graph.initializer.append(numpy_helper.from_array(matrix.astype(np.float32), ADAPTER_NAME))
+        model.graph.node.append(helper.make_node("MatMul", [inner, ADAPTER_NAME], [output], name=ADAPTER_NODE))
     onnx.checker.check_model(model)
     onnx.save(model, str(dest))
     return dest

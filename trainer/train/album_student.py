@@ -53,6 +53,7 @@ class AlbumStudent(nn.Module):
         self.adapter = nn.Linear(dim, dim, bias=False)
         nn.init.zeros_(self.adapter.weight)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale)))
+        self._cached: tuple[Tensor, Tensor, Tensor] | None = None
 
     def train(self, mode: bool = True) -> AlbumStudent:
         """Frozen parts stay in eval mode (no dropout), so they compute exactly what the base package computes."""
@@ -66,9 +67,33 @@ class AlbumStudent(nn.Module):
         """``(I + W) x`` for frozen-trunk outputs ``x`` ``[N, D]``."""
         return trunk + self.adapter(trunk)
 
-    def encode_text(self, input_ids: Tensor) -> Tensor:
-        """MiniLM mean-pooled embeddings of ``[N, L]`` token ids padded with 0 ([PAD])."""
-        return self.text(input_ids, (input_ids != 0).long())
+    def encode_text(self, tokens: Tensor) -> Tensor:
+        """MiniLM mean-pooled embeddings of ``[N, L]`` token ids padded with 0 ([PAD]), or of rows ``[N]`` of the
+        caption table given to ``cache_captions`` (only the trainable top layers run then)."""
+        if tokens.ndim == 2:
+            return self.text(tokens, (tokens != 0).long())
+        if self._cached is None:
+            raise ValueError("1-d text input means caption ids, but no captions were cached")
+        hidden, bias, mask = self._cached
+        rows, inverse = tokens.unique(return_inverse=True)  # album batches repeat label prompts: run each once
+        x, b, m = hidden[rows].to(tokens.device), bias[rows].to(tokens.device), mask[rows].to(tokens.device)
+        for layer in self.text.layers[self.first_trained :]:
+            x = layer(x, b)
+        pooled = (x * m[:, :, None]).sum(dim=1) / m.sum(dim=1, keepdim=True).clamp(min=1e-9)
+        return pooled[inverse]
+
+    @torch.no_grad()
+    def cache_captions(self, tokens: Tensor) -> None:
+        """Run the frozen part of the text tower once for a caption table ``[C, L]`` (the text side's version of
+        the image trunk's stored outputs); ``encode_text(ids)`` then reads rows of it."""
+        text = self.text
+        mask = (tokens != 0).float()
+        x = text.token_embed(tokens) + text.position_embed.weight[: tokens.shape[1]] + text.type_embed.weight[0]
+        x = text.embed_norm(x)  # dropout of the frozen embeddings is off (see train())
+        bias = ((1.0 - mask) * torch.finfo(x.dtype).min)[:, None, None, :]
+        for layer in text.layers[: self.first_trained]:
+            x = layer.eval()(x, bias)
+        self._cached = (x, bias, mask)
 
     def adapter_matrix(self) -> np.ndarray:
         """``(I + W)^T`` as float32: right-multiplying row embeddings by it applies the adapter."""

@@ -1,0 +1,260 @@
+"""Reinforced album training vs plain fine-tuning vs online distillation, on one album and one step budget.
+
+    python bench/train_efficiency.py [--steps 150] [--eval-every 10] [--album DIR] [--json OUT]
+
+Album: label folders of real photos from tests/photo_corpus.py (PyPI packages, plus the Debian ones when
+PHOTOSEEK_CORPUS_ROOTS points at them), grouped by what they show under made-up label words, or your own --album.
+Split 70/30 per label (seed 0). Teacher: the starter package (the base); student: the album student (top 2 MiniLM
+layers + image adapter). Measured in one run:
+
+* held-out zero-shot accuracy every --eval-every steps, for reinforced training (the finetune defaults: label
+  captions contrastive, concept captions distilled from the stored teacher embeddings) and for plain fine-tuning
+  (lambda = 0, no teacher, label captions only); plus the generic-concept agreement with the base at the end;
+* step time: reinforced, plain CLIP (same captions, no distillation term; and label captions only), and online
+  distillation, where the teacher embeds each step's augmented photos and captions instead of reading them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.encoders import ModelPackage  # noqa: E402
+from core.tagging import default_vocabulary  # noqa: E402
+from tests.photo_corpus import available_photos, materialize  # noqa: E402
+from trainer.reinforce.augment import AugmentConfig, apply_params, sample_params  # noqa: E402
+from trainer.reinforce.teachers import PackageTeacher  # noqa: E402
+from trainer.train.album import read_album, split_album  # noqa: E402
+from trainer.train.album_reinforce import (  # noqa: E402
+    CROP_SCALE,
+    SYN_TEMPLATE,
+    build_album_dataset,
+    load_album_dataset,
+)
+from trainer.train.album_student import AlbumStudent, load_base_text_encoder, teacher_scale  # noqa: E402
+from trainer.train.config import TrainConfig  # noqa: E402
+from trainer.train.distributed import DistInfo  # noqa: E402
+from trainer.train.evaluate import agreement, concept_ranks  # noqa: E402
+from trainer.train.finetune import _student_data, _tokens, _val_evaluator  # noqa: E402
+from trainer.train.loop import _Forward, _loss, train  # noqa: E402
+from trainer.train.optim import make_optimizer  # noqa: E402
+
+# Groups of photos that show one kind of thing, under words no model knows (as a user's folder names would be).
+GROUPS = {
+    "fuzzballs": "chelsea_cat mandrill butterfly small_dog squirrel robin dragonfly two_dogs",
+    "wanderings": "calm_lake lone_tree autumn_mountain forest_stream mountain_trail dandelions mountain_sunset",
+    "downtown": "cobbled_street parking_notice road_sign no_parking_barriers shop_front hotel_building car_motion_blur",
+    "nom": "coffee red_apple sliced_fruit orange_fruit fig_in_bowl",
+    "junkdrawer": "circuit_board desk_objects grocery_boxes toys_and_shells paint_brushes wall_clock bird_ornament",
+    "nonna": "handwritten_math book_page ancient_coins cameraman people_on_stairs",
+    "kepler": "hubble_deep_field moon_surface retina_fundus aerial_farmland",
+    "oldtown": "brick_wall chinese_pagoda rocket_launch_pad ornate_palace graffiti",
+}
+
+
+def make_album(dest: Path) -> Path:
+    """Label folders of the available corpus photos; labels with fewer than 4 photos here are left out."""
+    have = {p.name for p in available_photos()}
+    for label, names in GROUPS.items():
+        chosen = [n for n in names.split() if n in have]
+        if len(chosen) >= 4:
+            materialize(dest / label, chosen, max_side=512)
+    return dest
+
+
+def starter_package() -> Path:
+    """The cached test starter package, built once when missing."""
+    cache = Path(__file__).resolve().parent.parent / ".cache" / "test-models"
+    if not (cache / "starter" / "model_card.json").is_file():
+        from trainer.starter.build import build_starter
+
+        build_starter(cache)
+    return cache / "starter"
+
+
+def new_student(base: ModelPackage) -> AlbumStudent:
+    return AlbumStudent(load_base_text_encoder(base), base.dim, 2, teacher_scale(base))
+
+
+def run_variant(name: str, base: ModelPackage, reinf, cfg: TrainConfig, evaluate, out: Path):
+    """Train one variant from the base; returns the student and its held-out accuracy curve."""
+    student = new_student(base)
+    result = train(student, _student_data(reinf, base, student), cfg, teachers=reinf.teachers, out_dir=out / name,
+                   evaluate=evaluate)  # fmt: skip
+    return student, [(r["step"], r["val_accuracy"]) for r in result.records if "val_accuracy" in r]
+
+
+def generic_agreement(student: AlbumStudent, base: ModelPackage, val_base: np.ndarray, vocabulary) -> dict:
+    prompts = [SYN_TEMPLATE.format(v) for v in vocabulary]
+    with torch.no_grad():
+        texts = torch.nn.functional.normalize(student.encode_text(_tokens(base, prompts)), dim=-1).numpy()
+        images = student.encode_image(torch.from_numpy(val_base)).numpy()
+    return agreement(concept_ranks(val_base, base.embed_texts(prompts)), concept_ranks(images, texts))
+
+
+class StepTimer:
+    """One optimiser step of a variant at a time, so that variants can be timed interleaved (a shared machine's
+    load then affects them alike). ``photos`` (sample key -> photo) turns on online distillation: the teacher
+    augments and embeds each step's photos and captions instead of reading stored embeddings."""
+
+    def __init__(self, base: ModelPackage, reinf, cfg: TrainConfig, photos: dict | None = None) -> None:
+        self.student = new_student(base)
+        self.table = _student_data(reinf, base, self.student)
+        self.optimizer = make_optimizer(self.student, cfg.lr, cfg.weight_decay)
+        self.forward, self.info, self.cfg, self.reinf, self.photos = (
+            _Forward(self.student),
+            DistInfo(),
+            cfg,
+            reinf,
+            photos,
+        )
+        self.teacher = PackageTeacher(base, logit_scale=teacher_scale(base)) if photos else None
+        self.rng = np.random.default_rng(0)
+        self.stream = self._batches()
+        self.times: list[float] = []
+        self.teacher_times: list[float] = []
+
+    def _batches(self):
+        epoch = 0
+        while True:
+            yield from self.table.batches(epoch, 0, self.cfg.batch_size, self.info, self.cfg.seed)
+            epoch += 1
+
+    def step(self) -> None:
+        batch = next(self.stream)
+        start = time.perf_counter()
+        if self.teacher is not None:
+            views = []
+            for key in batch["key"]:
+                photo = self.photos[key]
+                params = sample_params(photo.width, photo.height, self.rng, AugmentConfig(scale=CROP_SCALE))
+                views.append(apply_params(photo, params, self.teacher.resolution, self.teacher.interpolation))
+            image_emb = torch.from_numpy(self.teacher.embed_views(views))
+            ids = torch.cat([batch["text_key"], batch["syn_key"]])
+            texts = torch.from_numpy(self.teacher.embed_texts([self.reinf.captions[int(i)] for i in ids]))
+            real_emb, syn_emb = texts.split(len(views))
+            # The student's frozen trunk is the base teacher, so its fresh output is also the student's input.
+            batch.update(image=image_emb, image_emb=image_emb, text_emb=real_emb, syn_text_emb=syn_emb)
+            self.teacher_times.append(time.perf_counter() - start)
+        self.optimizer.zero_grad()
+        _loss(self.forward, batch, self.cfg, self.reinf.teachers, self.info)["loss"].backward()
+        self.optimizer.step()
+        self.times.append(time.perf_counter() - start)
+
+
+def time_steps(timers: dict[str, StepTimer], rounds: int = 10, per_round: int = 5) -> dict[str, dict]:
+    """Median step time per variant, interleaved round-robin with the order rotating every round; each variant's
+    first round is a warm-up and not counted."""
+    order = list(timers.values())
+    for r in range(rounds):
+        for timer in order[r % len(order) :] + order[: r % len(order)]:
+            for _ in range(per_round):
+                timer.step()
+    out = {}
+    for name, timer in timers.items():
+        entry = {"step_ms": round(statistics.median(timer.times[per_round:]) * 1000, 1)}
+        if timer.teacher_times:
+            entry["teacher_ms"] = round(statistics.median(timer.teacher_times[per_round:]) * 1000, 1)
+        out[name] = entry
+    return out
+
+
+def steps_to(curve: list[tuple[int, float]], level: float) -> int | None:
+    return next((step for step, acc in curve if acc >= level - 1e-9), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--album", type=Path, help="your own album (default: one made from the photo corpus)")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory(prefix="train-efficiency-") as tmp:
+        tmp = Path(tmp)
+        album_dir = args.album or make_album(tmp / "album")
+        album, images = read_album(album_dir)
+        train_photos, val_photos = split_album(album, 0.3, seed=0)
+        labels = album.labels
+        base = ModelPackage(starter_package())
+        vocabulary = default_vocabulary()
+        start = time.perf_counter()
+        build_album_dataset(train_photos, tmp / "data", [(base, teacher_scale(base))], vocabulary)
+        reinforce_s = time.perf_counter() - start
+        reinf = load_album_dataset(tmp / "data")
+        val_base = base.embed_images([images[p.path] for p in val_photos])
+        truth = [labels.index(p.label) for p in val_photos]
+        evaluate = _val_evaluator(base, val_base, truth, labels)
+        batch = min(args.batch_size, len(train_photos))
+        common = dict(steps=args.steps, batch_size=batch, lr=1e-4, weight_decay=0.05, warmup=max(1, args.steps // 10),
+                      eval_every=args.eval_every, log_every=1, checkpoint_every=0, progress=False, resume=False,
+                      device="cpu")  # fmt: skip
+        variants = {
+            "reinforced": TrainConfig(**common, w_clip=1.0, w_kd=0.0, syn_w_clip=0.0, syn_w_kd=1.0),
+            "plain": TrainConfig(**common, w_clip=1.0, w_kd=0.0, use_syn=False),
+            "plain_clip_both_captions": TrainConfig(**common, w_clip=1.0, w_kd=0.0),
+        }
+        results = {"album": {"labels": len(labels), "train": len(train_photos), "validation": len(val_photos)},
+                   "reinforce_dataset_s": round(reinforce_s, 2), "steps": args.steps, "batch": batch}  # fmt: skip
+        results["base_val_accuracy"] = evaluate(new_student(base).eval())["val_accuracy"]
+        for name, cfg in variants.items():
+            student, curve = run_variant(name, base, reinf, cfg, evaluate, tmp / "runs")
+            results[name] = {"curve": curve}
+            results[name].update(generic_agreement(student, base, val_base, vocabulary))
+        photos = {p.sha256: images[p.path] for p in train_photos}
+        timers = {name: StepTimer(base, reinf, cfg) for name, cfg in variants.items()}
+        results["step_time"] = time_steps(timers)
+        # Timed on its own: onnxruntime's worker threads keep spinning after each teacher call and would slow
+        # whichever variant ran next.
+        online = {"online_distillation": StepTimer(base, reinf, variants["reinforced"], photos)}
+        results["step_time"].update(time_steps(online, rounds=3))
+        plain_final = results["plain"]["curve"][-1][1]
+        results["steps_to_plain_final_accuracy"] = {
+            "level": plain_final,
+            "plain": steps_to(results["plain"]["curve"], plain_final),
+            "reinforced": steps_to(results["reinforced"]["curve"], plain_final),
+        }
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def report(r: dict) -> None:
+    a = r["album"]
+    print(f"album: {a['labels']} labels, {a['train']} training / {a['validation']} held-out photos; "
+          f"{r['steps']} steps of batch {r['batch']}; reinforced dataset built in {r['reinforce_dataset_s']} s")  # fmt: skip
+    print(f"held-out accuracy of the base: {r['base_val_accuracy']:.3f}")
+    print("step   reinforced   plain (lambda=0, no teacher)")
+    for (step, acc), (_, plain) in zip(r["reinforced"]["curve"], r["plain"]["curve"], strict=True):
+        print(f"{step:>4}   {acc:>10.3f}   {plain:>10.3f}")
+    s = r["steps_to_plain_final_accuracy"]
+    print(f"steps to reach plain's final accuracy {s['level']:.3f}: reinforced {s['reinforced']}, plain {s['plain']}")
+    for name in ("reinforced", "plain", "plain_clip_both_captions"):
+        g = r[name]
+        print(
+            f"{name:<26} generic overlap@5 {g['generic_overlap@5']:.3f}   base top-1 kept {g['generic_top1_in_top5']:.3f}"
+        )
+    t = r["step_time"]
+    for name, entry in t.items():
+        extra = f"   (teacher part {entry['teacher_ms']:.1f} ms)" if "teacher_ms" in entry else ""
+        print(f"{name:<26} step {entry['step_ms']:>7.1f} ms{extra}")
+    rein = t["reinforced"]["step_ms"]
+    print(f"reinforced / plain CLIP (same captions): {rein / t['plain_clip_both_captions']['step_ms']:.2f}x; "
+          f"reinforced / plain (label captions only): {rein / t['plain']['step_ms']:.2f}x; "
+          f"online distillation / reinforced: {t['online_distillation']['step_ms'] / rein:.1f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
