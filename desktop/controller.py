@@ -1,8 +1,9 @@
 """AppController: the one object that knows both Qt and the library. It holds no widgets.
 
 It runs every piece of library work as a background job (opening the library, indexing, re-embedding with
-another model, searching, building the starter model) and tells the window what happened through signals.
-Index-type jobs run one at a time from a queue; searches run beside them and stale answers are dropped.
+another model, removing a folder, searching, tag edits, watching the folders) and tells the window what
+happened through signals. Index-type jobs run one at a time from a queue; searches run beside them and
+stale answers are dropped.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import gc
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
+from desktop.index_jobs import IndexOutcome, IndexProgress, describe_job
+from desktop.query_state import SORTS, PhotoList, QueryState
 from desktop.thumbnail_loader import ThumbnailLoader
 from desktop.workers import Job, JobContext, JobRunner
 
@@ -23,40 +26,8 @@ if TYPE_CHECKING:
     from desktop.library_service import LibraryService, LibrarySnapshot
 
 LIVE_APPEND_SECONDS = 1.5  # while browsing, show freshly indexed photos at most this often
-
-
-@dataclass(frozen=True)
-class PhotoList:
-    """Rows for the grid: the query they answer ("" = the whole library) and scores for search results."""
-
-    query: str
-    paths: list[str]
-    scores: list[float] | None
-
-
-@dataclass(frozen=True)
-class IndexProgress:
-    """One progress beat of an index-type job."""
-
-    kind: str  # "index", "reembed" or "starter"
-    done: int
-    total: int  # -1 while the size is not known yet (scanning, building)
-    rate: float  # photos per second, 0 when unknown
-    eta_seconds: float | None
-
-
-@dataclass(frozen=True)
-class IndexOutcome:
-    """How an index-type job ended: its core report (None on error) or the error message."""
-
-    kind: str
-    report: Any
-    model_id: str | None
-    error: str | None = None
-
-    @property
-    def cancelled(self) -> bool:
-        return bool(self.report is not None and self.report.cancelled)
+FOLDER_JOBS = ("index", "rescan", "remove")  # jobs after which the set of watched folders may differ
+__all__ = ["AppController", "IndexOutcome", "IndexProgress", "PhotoList"]
 
 
 class AppController(QObject):
@@ -68,30 +39,40 @@ class AppController(QObject):
     index_started = Signal(str, str)  # kind, description for the user
     index_progress = Signal(object)  # IndexProgress
     index_finished = Signal(object)  # IndexOutcome
+    photo_tags = Signal(str, list)  # a photo's path and its tags (core PhotoTag), after loading or an edit
+    photo_tags_failed = Signal(str, str)  # a photo's path and why its tags could not be read or changed
+    library_changed = Signal(object)  # IndexReport of photos the folder watcher indexed or forgot
+    watching = Signal(list)  # the folders watched now
     error = Signal(str)
+    _watch_report = Signal(object)  # from the watcher's thread to the GUI thread
 
     def __init__(
         self,
         library: Path,
         *,
         search_top: int = 500,
+        watch: bool = True,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.library = Path(library)
         self.search_top = search_top
+        self.watch_folders = watch
         self.service: LibraryService | None = None
         self.snapshot: LibrarySnapshot | None = None
         self.runner = JobRunner(max_threads=3, parent=self)
         self.loader = ThumbnailLoader(parent=self)
         self._queue: deque[tuple[str, Any]] = deque()
         self._index_job: Job | None = None
-        self._query = ""
+        self._state = QueryState()
         self._search_seq = 0
+        self._refresh_seq = 0
         self._started_at = 0.0
         self._last_id = 0
         self._appending = False
         self._last_append = 0.0
+        self._closing = False
+        self._watch_report.connect(self._watched)
 
     # --- opening and refreshing ------------------------------------------------------------------
 
@@ -111,17 +92,26 @@ class AppController(QObject):
         gc.freeze()  # core and onnxruntime are imported now: keep their objects out of full collections
         self.loader.set_source(lambda path: self.service.thumbnail(path))
         self._set_snapshot(snapshot)
-        self.search(self._query)
+        self._run_query()
         self._next_task()
+        self.watch()
 
     def _set_snapshot(self, snapshot: LibrarySnapshot) -> None:
         self.snapshot = snapshot
         self.ready.emit(snapshot)
 
     def refresh(self) -> None:
-        """Re-read counts and models (after indexing, a model switch, an install)."""
-        if self.service is not None:
-            self.runner.start("refresh", lambda _: self.service.snapshot(), on_success=self._set_snapshot)
+        """Re-read counts, folders, tags and models (after indexing, a model switch, a tag edit)."""
+        if self.service is None:
+            return
+        self._refresh_seq += 1
+        seq, service = self._refresh_seq, self.service
+
+        def done(snapshot: LibrarySnapshot) -> None:
+            if seq == self._refresh_seq:  # an older refresh finishing late must not undo a newer one
+                self._set_snapshot(snapshot)
+
+        self.runner.start("refresh", lambda _: service.snapshot(), on_success=done)
 
     @property
     def is_open(self) -> bool:
@@ -131,38 +121,100 @@ class AppController(QObject):
     def indexing(self) -> bool:
         return self._index_job is not None
 
-    # --- searching -------------------------------------------------------------------------------
+    # --- what the grid shows ---------------------------------------------------------------------
 
     @property
     def query(self) -> str:
-        return self._query
+        """The typed text the grid answers."""
+        return self._state.text
+
+    @property
+    def state(self) -> QueryState:
+        """The whole request the grid answers: text, folder, tag, sort, similar photo."""
+        return self._state
 
     def search(self, query: str) -> None:
-        """Show the photos that match `query`, or the whole library for an empty query."""
-        self._query = query.strip()
+        """Show the photos that match `query` within the chosen folder and tag ("" = browse them)."""
+        self._change(text=query.strip(), similar_to=None)
+
+    def set_folder(self, folder: str | None) -> None:
+        """Show only photos under `folder` (None: every folder)."""
+        self._change(folder=folder, similar_to=None)
+
+    def set_tag(self, tag: str | None) -> None:
+        """Show only photos carrying `tag` (None: any)."""
+        self._change(tag=tag, similar_to=None)
+
+    def set_sort(self, sort: str) -> None:
+        """Order text results by "relevance" or "date" (browsing is always newest first)."""
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {SORTS}")
+        if sort != self._state.sort:
+            self._change(sort=sort)
+
+    def find_similar(self, path: str) -> None:
+        """Show the photos that look most like `path` (across the whole library)."""
+        self._change(text="", folder=None, tag=None, similar_to=path)
+
+    def show_all(self) -> None:
+        """Browse the whole library: no text, folder, tag or similar photo."""
+        self._change(text="", folder=None, tag=None, similar_to=None)
+
+    def _change(self, **changes: Any) -> None:
+        self._state = replace(self._state, **changes)
+        self._run_query()
+
+    def _run_query(self) -> None:
         self._search_seq += 1
         if self.service is None:
             return  # runs once the library is open
-        seq, text, service = self._search_seq, self._query, self.service
-
-        top = self.search_top
+        seq, state, service, top = self._search_seq, self._state, self.service, self.search_top
 
         def work(_: JobContext) -> tuple[int, PhotoList, int]:
-            if not text:
-                paths, last_id = service.photo_paths()
-                return seq, PhotoList("", paths, None), last_id
+            if state.similar_to is not None:
+                hits = service.similar(state.similar_to, top=top)
+                return seq, PhotoList("", [h.path for h in hits], [h.score for h in hits], state), 0
+            query = state.core_query()
+            if not query:
+                paths, last_id = service.browse()
+                return seq, PhotoList("", paths, None, state), last_id
             if service.active_model_id() is None:
-                return seq, PhotoList(text, [], []), 0
-            hits = service.search(text, top=top)
-            return seq, PhotoList(text, [h.path for h in hits], [h.score for h in hits]), 0
+                return seq, PhotoList(state.text, [], [], state), 0
+            result = service.search(query, top=top, sort=state.sort)
+            scores = [h.score for h in result.hits] if result.ranked else None
+            return seq, PhotoList(state.text, [h.path for h in result.hits], scores, state), 0
 
-        self.runner.start(f"search {text!r}", work, on_success=self._searched, on_error=self.error.emit)
+        self.runner.start(f"search {state}", work, on_success=self._searched, on_error=self.error.emit)
 
     def _searched(self, result: tuple[int, PhotoList, int]) -> None:
         seq, photos, last_id = result
         self._last_id = max(self._last_id, last_id)
         if seq == self._search_seq:  # an older query answered late: drop it
             self.photos.emit(photos)
+
+    # --- tags ------------------------------------------------------------------------------------
+
+    def load_tags(self, path: str) -> None:
+        """Read a photo's tags; `photo_tags` brings them."""
+        self._tag_job("tags", path, lambda service: service.tags_of(path), changed=False)
+
+    def add_tag(self, path: str, tag: str) -> None:
+        """Tag a photo by hand, or confirm the model's tag (persisted at once)."""
+        self._tag_job("add tag", path, lambda service: service.set_tag(path, tag), changed=True)
+
+    def remove_tag(self, path: str, tag: str) -> None:
+        """Remove a tag from a photo (a model tag is remembered as rejected)."""
+        self._tag_job("remove tag", path, lambda service: service.remove_tag(path, tag), changed=True)
+
+    def _tag_job(self, name: str, path: str, fn: Any, *, changed: bool) -> None:
+        def done(tags: list) -> None:
+            self.photo_tags.emit(path, tags)
+            if changed:
+                self.refresh()  # tag counts
+                if self._state.tag or "tag:" in self._state.text:
+                    self._run_query()  # the photo may have joined or left the filtered rows
+
+        self.run(name, fn, on_success=done, on_error=lambda message: self.photo_tags_failed.emit(path, message))
 
     # --- index-type jobs -------------------------------------------------------------------------
 
@@ -177,9 +229,16 @@ class AppController(QObject):
         self._queue.append(("index", paths))
         self._next_task()
 
-    def rescan(self) -> None:
-        """Re-index every folder of the library: new, changed and deleted photos."""
-        self._queue.append(("rescan", None))
+    def rescan(self, folder: str | None = None) -> None:
+        """Re-index one library folder, or every one (None): new, changed and deleted photos."""
+        self._queue.append(("rescan", folder))
+        self._next_task()
+
+    def remove_folder(self, folder: str) -> None:
+        """Forget a library folder and its photos (the files stay where they are)."""
+        if self._state.folder == folder:
+            self._state = replace(self._state, folder=None)
+        self._queue.append(("remove", folder))
         self._next_task()
 
     def switch_model(self, model_id: str) -> None:
@@ -224,18 +283,14 @@ class AppController(QObject):
             if kind == "index":
                 return service.index(arg, progress=progress, cancel=context.cancel)
             if kind == "rescan":
-                return service.index(None, progress=progress, cancel=context.cancel)
+                return service.index(None if arg is None else [Path(arg)], progress=progress, cancel=context.cancel)
+            if kind == "remove":
+                return service.remove_folder(arg)
             if kind == "reembed":
                 return service.reembed(arg, progress=progress, cancel=context.cancel)
             service.build_starter()
             return None
 
-        descriptions = {
-            "index": "Indexing " + ", ".join(Path(p).name or str(p) for p in arg[:3]) + ("…" if len(arg) > 3 else ""),
-            "rescan": "Rescanning the library",
-            "reembed": f"Switching to model {arg}: embedding photos",
-            "starter": "Building the starter model (a few minutes)",
-        }
         self._index_job = self.runner.start(
             kind,
             work,
@@ -243,18 +298,20 @@ class AppController(QObject):
             on_success=lambda report: self._index_done(IndexOutcome(kind, report, model_id)),
             on_error=lambda message: self._index_done(IndexOutcome(kind, None, model_id, message)),
         )
-        self.index_started.emit(kind, descriptions[kind])
+        self.index_started.emit(kind, describe_job(kind, arg))
         self.index_progress.emit(IndexProgress(kind, 0, -1, 0.0, None))
 
     def _progress(self, kind: str, value: tuple[int, int]) -> None:
         done, total = value
         if done == 0:
             self._started_at = time.perf_counter()  # scanning is over: rate counts embedding only
+            if kind == "index":
+                self.refresh()  # the sidebar lists a dropped folder while its photos are indexed
         elapsed = time.perf_counter() - self._started_at
         rate = done / elapsed if done and elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else None
         self.index_progress.emit(IndexProgress(kind, done, total, rate, eta))
-        if kind == "index" and not self._query:
+        if kind in ("index", "rescan") and self._state.browsing_all:
             self._append_new_photos()
 
     def _append_new_photos(self) -> None:
@@ -267,7 +324,7 @@ class AppController(QObject):
         def done(result: tuple[list[str], int]) -> None:
             self._appending = False
             paths, self._last_id = result[0], max(self._last_id, result[1])
-            if paths and not self._query:
+            if paths and self._state.browsing_all:
                 self.photos_added.emit(paths)
 
         self.runner.start(
@@ -280,13 +337,34 @@ class AppController(QObject):
             self.error.emit(outcome.error)
         self.index_finished.emit(outcome)
         self.refresh()
-        self.search(self._query)  # new photos, or another active model: answer the query again
+        self._run_query()  # new photos, or another active model: answer the query again
+        if outcome.kind in FOLDER_JOBS:
+            self.watch()
         self._next_task()
+
+    # --- watching --------------------------------------------------------------------------------
+
+    def watch(self) -> None:
+        """(Re)start watching the library folders; changes on disk update the library while the app runs."""
+        if self.service is None or self._closing or not self.watch_folders:
+            return
+        service, report = self.service, self._watch_report.emit  # emitted on the watcher's thread, queued here
+        # A pool thread runs at lowered priority, and the watcher's threads inherit it.
+        self.runner.start(
+            "watch", lambda _: service.watch(report), on_success=self.watching.emit, on_error=self.error.emit
+        )
+
+    def _watched(self, report: Any) -> None:
+        if self._closing:
+            return
+        self.library_changed.emit(report)
+        self.refresh()
+        self._run_query()
 
     # --- photos ----------------------------------------------------------------------------------
 
     def run(self, name: str, fn: Any, on_success: Any, on_error: Any | None = None) -> Job:
-        """Run a small library call in the background (photo details, previews, error lists)."""
+        """Run a small library call in the background (photo details, previews, error lists, tags)."""
         service = self.service
         if service is None:
             raise RuntimeError("the library is not open yet")
@@ -295,7 +373,10 @@ class AppController(QObject):
         )
 
     def shutdown(self, timeout_ms: int = 15_000) -> bool:
-        """Cancel everything and wait for the workers (called when the window closes)."""
+        """Cancel everything, stop watching and wait for the workers (called when the window closes)."""
+        self._closing = True
         self._queue.clear()
+        if self.service is not None:
+            self.service.stop_watching(for_good=True)
         self.loader.wait_idle(timeout_ms)
         return self.runner.shutdown(timeout_ms)

@@ -1,8 +1,20 @@
-"""Small dialogs: the list of files that could not be indexed, and the keyboard shortcuts."""
+"""Small dialogs: the files that could not be indexed, the keyboard shortcuts, removing a folder."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.file_actions import show_in_file_manager
 
 SHORTCUTS = (
     ("Ctrl+O", "Add a folder of photos"),
@@ -10,12 +22,23 @@ SHORTCUTS = (
     ("Drag and drop", "Drop folders or photos anywhere on the window to add them"),
     ("Ctrl+F", "Search"),
     ("Enter", "Search now (in the search box) / open the selected photo (in the grid)"),
-    ("Esc", "Close the photo view"),
+    ("Esc", "Clear the search box / close the photo view"),
+    ("Down", "From the search box into the grid"),
     ("Arrow keys", "Move through the grid"),
+    ("Ctrl+1 / Ctrl+2", "Sort search results by best match / by date"),
+    ("Ctrl+Shift+A", "Show all photos (clear the search, folder and tag filters)"),
+    ("Ctrl+Shift+F", "Find photos similar to the selected one"),
+    ("Ctrl+Enter", "Open the photo in the default app"),
+    ("Ctrl+Shift+R", "Show the photo in the file manager"),
     ("Left / Right", "Previous / next photo in the photo view"),
-    ("Ctrl+Enter", "Open the photo in the default app (photo view)"),
+    ("Ctrl+T", "Add a tag (photo view)"),
+    ("Del / Enter", "Remove / confirm the selected tag (photo view)"),
+    ("Enter / Space", "Filter by the selected tag; again to stop (tags list)"),
+    ("F5 / Shift+F5", "Rescan the library / the selected folder"),
+    ("Del", "Remove the selected folder from the library (folders list)"),
+    ("F9", "Show or hide the sidebar"),
+    ("Ctrl+E", "Files that could not be indexed, and why"),
     ("Ctrl++ / Ctrl+- / Ctrl+0", "Bigger / smaller / default thumbnails"),
-    ("F5", "Rescan the library for new, changed and deleted photos"),
     ("Ctrl+Q", "Quit"),
 )
 
@@ -29,6 +52,7 @@ def _table_dialog(parent: QWidget, title: str, intro: str, headers: tuple[str, s
     label.setWordWrap(True)
     layout.addWidget(label)
     tree = QTreeWidget()
+    tree.setObjectName("table")
     tree.setHeaderLabels(list(headers))
     tree.setRootIsDecorated(False)
     tree.setAlternatingRowColors(True)
@@ -50,8 +74,32 @@ def show_errors_dialog(parent: QWidget, rows: list[tuple[str, str]]) -> QDialog:
     )
     dialog = _table_dialog(parent, "Unreadable files", intro, ("File", "Reason"), rows)
     dialog.setObjectName("errorsDialog")
+    tree = dialog.findChild(QTreeWidget, "table")
+    reveal = QPushButton("Show in File Manager")
+    reveal.setEnabled(False)
+    tree.currentItemChanged.connect(lambda item, _: reveal.setEnabled(item is not None))
+    reveal.clicked.connect(lambda: tree.currentItem() and show_in_file_manager(tree.currentItem().text(0)))
+    dialog.findChild(QDialogButtonBox).addButton(reveal, QDialogButtonBox.ActionRole)
     dialog.show()
     return dialog
+
+
+def confirm_remove_folder(parent: QWidget, folder: str, photo_count: int) -> bool:
+    """Ask before forgetting a folder's photos (their tags and embeddings go too; the files stay)."""
+    box = QMessageBox(parent)
+    box.setObjectName("confirmRemoveFolder")
+    box.setIcon(QMessageBox.Question)
+    box.setWindowTitle("Remove folder")
+    box.setText(f"Remove “{folder}” from the library?")
+    box.setInformativeText(
+        f"PhotoSeek forgets its {photo_count:,} photo{'s' if photo_count != 1 else ''}, with their tags. "
+        "The files stay where they are; add the folder again to bring them back."
+    )
+    remove = box.addButton("Remove", QMessageBox.DestructiveRole)
+    box.addButton(QMessageBox.Cancel)
+    box.setDefaultButton(QMessageBox.Cancel)
+    box.exec()
+    return box.clickedButton() is remove
 
 
 def show_shortcuts_dialog(parent: QWidget) -> QDialog:

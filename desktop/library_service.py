@@ -1,14 +1,15 @@
 """The desktop app's only door into core: every call the GUI makes into the library goes through here.
 
 Plain Python, no Qt, safe to call from worker threads (core's `Library` opens a database connection per
-call). Indexing, library folders, tagging of new photos and the "serving model" rules of a model switch are
+call). Indexing, library folders, tagging, watching and the "serving model" rules of a model switch are
 core's (`core.library.Library`); this module adds what a GUI needs on top: encoder threads capped so the GUI
-keeps a core, a separate search model so a query never waits behind an image batch, thumbnails and previews.
+keeps a core, a cached search engine, folder counts, date-sorted browsing, thumbnails and previews.
 Results are plain dataclasses, never objects holding database handles.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -18,17 +19,20 @@ from pathlib import Path
 
 from PIL import Image
 
-from core.encoders import ModelPackage
-from core.errors import ImageDecodeError, NoModelError
+from core.errors import ImageDecodeError, LibraryError, NoModelError
 from core.indexer import IndexReport
 from core.library import Library
 from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
 from core.preprocess import load_image
+from core.query import parse_query
 from core.search import SearchEngine
+from core.tagging import PhotoTag, Tagger
 from core.thumbnails import ThumbnailCache
+from core.watcher import FolderWatcher
 
 # Small batches give the progress bar and Cancel a beat every few seconds even on slow machines.
 INDEX_BATCH_SIZE = 16
+WATCH_DEBOUNCE_S = 1.0  # a copied photo shows up about this long after the copy ends
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,17 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class FolderInfo:
+    """A library folder and how many indexed photos lie under it."""
+
+    path: str
+    photo_count: int
+    exists: bool = True
+
+
+@dataclass(frozen=True)
 class LibrarySnapshot:
-    """What the window shows about the library right after opening it."""
+    """What the window shows about the library: counts, folders, tags and models."""
 
     library: Path
     photo_count: int
@@ -53,6 +66,8 @@ class LibrarySnapshot:
     serving_model: str | None  # the model search answers from (the previous one while a switch embeds)
     trainer_available: bool
     no_model_hint: str
+    folders: tuple[FolderInfo, ...] = ()
+    tags: tuple[tuple[str, int], ...] = ()  # every tag in use with its photo count, most used first
 
 
 @dataclass(frozen=True)
@@ -75,44 +90,54 @@ class Hit:
     score: float
 
 
-class _DesktopLibrary(Library):
-    """core's Library with the indexing encoder limited to `threads` threads (onnxruntime would take every core)."""
+@dataclass(frozen=True)
+class SearchResult:
+    """The answer to a query: hits in order, and whether they are ranked by similarity (False for a
+    filters-only query such as `tag:cat`, whose hits all match equally and come newest first)."""
 
-    def __init__(self, path: Path, threads: int) -> None:
-        super().__init__(path)
-        self.threads = threads
-        self._capped: dict[str, ModelPackage] = {}
-        self._capped_lock = threading.Lock()
+    hits: list[Hit]
+    ranked: bool
 
-    def model(self, model_id: str | None = None) -> ModelPackage:
-        model_id = model_id or self.store.active_id()
-        with self._capped_lock:
-            if model_id not in self._capped:
-                self._capped[model_id] = self.store.load(model_id, threads=self.threads)
-            return self._capped[model_id]
+
+def count_under(folders: Sequence[str], paths: Sequence[str]) -> list[int]:
+    """How many of `paths` lie under each folder (by path prefix; nested folders count their photos too)."""
+    ordered = sorted(paths)
+    counts = []
+    for folder in folders:
+        prefix = folder.rstrip(os.sep) + os.sep
+        # Every path starting with `prefix` sorts between prefix and prefix with its last character bumped.
+        end = prefix[:-1] + chr(ord(os.sep) + 1)
+        counts.append(bisect.bisect_left(ordered, end) - bisect.bisect_left(ordered, prefix))
+    return counts
 
 
 class LibraryService:
-    """One library folder as the window sees it: photos, folders, models, search, thumbnails."""
+    """One library folder as the window sees it: photos, folders, tags, models, search, watching, thumbnails."""
 
     def __init__(self, library: Path, *, index_threads: int | None = None) -> None:
         self.library = Path(library)
         # Leave one core to the GUI thread.
-        self.lib = _DesktopLibrary(self.library, index_threads or max(1, (os.cpu_count() or 1) - 1))
+        self.lib = Library(self.library, threads=index_threads or max(1, (os.cpu_count() or 1) - 1))
         self.store = self.lib.store
         self.thumbnails = ThumbnailCache(self.library)
         self._lock = threading.Lock()
-        self._search_models: dict[str, ModelPackage] = {}
         self._engine: SearchEngine | None = None
         self._engine_key: tuple[str, int] | None = None
         self._generation = 0
+        self._watch_lock = threading.Lock()
+        self._watcher: FolderWatcher | None = None
+        self._watch_closed = False
 
     # --- library ---------------------------------------------------------------------------------
 
     def snapshot(self) -> LibrarySnapshot:
-        """Photo and error counts, installed models, the active and the serving one."""
+        """Photo and error counts, folders with counts, tags with counts, installed models, active and serving."""
         with self.lib.open_index() as index:
             count, errors = index.photo_count(), len(index.errors())
+            folders = index.folders()
+            paths = [path for _, path in index.photos_after(0)]
+            tags = tuple(Tagger(index).tag_counts())
+        counts = count_under(folders, paths)
         models = tuple(ModelInfo(m.id, m.card.name, m.location, m.card.embedding_dim) for m in self.store.list())
         active = self.active_model_id()
         return LibrarySnapshot(
@@ -124,6 +149,8 @@ class LibraryService:
             serving_model=self.lib.serving_model_id() if active is not None else None,
             trainer_available=trainer_available(),
             no_model_hint=BUILD_STARTER_HINT,
+            folders=tuple(FolderInfo(f, n, os.path.isdir(f)) for f, n in zip(folders, counts, strict=True)),
+            tags=tags,
         )
 
     def active_model_id(self) -> str | None:
@@ -137,9 +164,16 @@ class LibraryService:
         """Paths of indexed photos in the order they were added (only those with an id above `after_id`),
         and the highest id seen, to ask for what is new next time."""
         with self.lib.open_index() as index:
-            states = index.file_states()
-        rows = sorted((state.photo_id, path) for path, state in states.items() if state.photo_id > after_id)
+            rows = index.photos_after(after_id)
         return [path for _, path in rows], max((pid for pid, _ in rows), default=after_id)
+
+    def browse(self) -> tuple[list[str], int]:
+        """Every indexed photo, newest first (date taken, else file date), and the highest photo id."""
+        with self.lib.open_index() as index:
+            rows = index.photos_after(0)
+            dates = [date for date, _ in index.photo_facts(pid for pid, _ in rows)]
+        order = sorted(range(len(rows)), key=lambda i: (-dates[i], rows[i][0]))
+        return [rows[i][1] for i in order], max((pid for pid, _ in rows), default=0)
 
     def errors(self) -> list[tuple[str, str]]:
         """(path, reason) of every file that could not be indexed."""
@@ -151,17 +185,41 @@ class LibraryService:
         with self.lib.open_index() as index:
             return index.folders()
 
-    # --- models ----------------------------------------------------------------------------------
+    def remove_folder(self, folder: str) -> IndexReport:
+        """Forget a library folder and every photo under it (the files stay on disk)."""
+        try:
+            with self.lib.open_index() as index:
+                removed = index.remove_folder(folder)
+        finally:
+            self.invalidate_search()
+        return IndexReport(removed=removed)
 
-    def search_model(self, model_id: str) -> ModelPackage:
-        """The search side's own instance of a model (its text encoder never waits behind an image batch)."""
-        with self._lock:
-            cached = self._search_models.get(model_id)
-        if cached is not None:
-            return cached
-        loaded = self.store.load(model_id, threads=1)
-        with self._lock:
-            return self._search_models.setdefault(model_id, loaded)
+    # --- tags ------------------------------------------------------------------------------------
+
+    def tags_of(self, path: str) -> list[PhotoTag]:
+        """A photo's tags (user tags first, then by score), without the ones the user rejected."""
+        with self.lib.open_index() as index:
+            return Tagger(index).tags_of(path)
+
+    def vocabulary(self) -> list[str]:
+        """Tags the model knows plus every tag in use, for completing what the user types."""
+        with self.lib.open_index() as index:
+            tagger = Tagger(index)
+            return sorted(set(tagger.vocabulary()) | {tag for tag, _ in tagger.tag_counts()})
+
+    def set_tag(self, path: str, tag: str) -> list[PhotoTag]:
+        """Add a tag by hand or confirm a model tag; returns the photo's tags now."""
+        with self.lib.open_index() as index:
+            tagger = Tagger(index)
+            tagger.set_user_tag(path, tag)
+            return tagger.tags_of(path)
+
+    def remove_tag(self, path: str, tag: str) -> list[PhotoTag]:
+        """Remove a tag (a model tag is kept as rejected so it never comes back); returns the photo's tags now."""
+        with self.lib.open_index() as index:
+            tagger = Tagger(index)
+            tagger.remove_tag(path, tag)
+            return tagger.tags_of(path)
 
     # --- indexing --------------------------------------------------------------------------------
 
@@ -190,12 +248,57 @@ class LibraryService:
     ) -> IndexReport:
         """Make `model_id` active and embed the library with it. Search keeps answering from the previous
         model until every photo has the new model's embedding (core's serving-model rule), even if cancelled."""
-        self.store.set_active(model_id)
+        self.lib.use(model_id)
         return self.index(None, progress=progress, cancel=cancel)
 
     def build_starter(self) -> None:
         """Build and install the starter model into this library (minutes; needs the trainer)."""
         build_starter(self.library)
+
+    # --- watching --------------------------------------------------------------------------------
+
+    def watch(self, on_report: Callable[[IndexReport], None]) -> list[Path]:
+        """(Re)start watching the library folders: new, changed and deleted photos are indexed or forgotten
+        and `on_report` runs after each batch, on the watcher's thread. Returns the folders watched.
+
+        Folders that are missing now (an unplugged drive) are left out instead of failing the whole watch.
+        The watcher's threads inherit the calling thread's priority, so start it from a background job.
+        """
+
+        def report(result: IndexReport) -> None:
+            self.invalidate_search()
+            on_report(result)
+
+        with self._watch_lock:
+            self._stop_watching()
+            if self._watch_closed or not any(os.path.isdir(folder) for folder in self.folders()):
+                return []
+            try:
+                watcher = self.lib.watcher(report, debounce_s=WATCH_DEBOUNCE_S)
+            except LibraryError:
+                # core watches every folder or none: with one missing, watch none rather than fail.
+                return []
+            watcher.start()
+            self._watcher = watcher
+            return watcher.roots
+
+    def stop_watching(self, *, for_good: bool = False) -> None:
+        """Stop watching (a batch already seen is still indexed before this returns); `for_good` also refuses
+        later watch() calls, for a window that is closing while a watch is still being started."""
+        with self._watch_lock:
+            self._watch_closed = self._watch_closed or for_good
+            self._stop_watching()
+
+    def _stop_watching(self) -> None:
+        if self._watcher is not None:
+            watcher, self._watcher = self._watcher, None
+            watcher.stop()
+
+    @property
+    def watching(self) -> list[Path]:
+        """The folders watched now."""
+        watcher = self._watcher
+        return watcher.roots if watcher is not None else []
 
     # --- search ----------------------------------------------------------------------------------
 
@@ -209,17 +312,28 @@ class LibraryService:
             key = (model_id, self._generation)
             if self._engine is not None and self._engine_key == key:
                 return self._engine
-        model = self.search_model(model_id)
+        # The indexing model instance serves queries too: core's encoders lock text and image runs separately,
+        # so a query never waits behind an image batch.
+        model = self.lib.model(model_id)
         with self.lib.open_index() as index:
             engine = SearchEngine(index, model)
         with self._lock:
             self._engine, self._engine_key = engine, key
         return engine
 
-    def search(self, query: str, top: int = 500) -> list[Hit]:
-        """The photos that best match `query` (core's query language), best first, from the serving model."""
+    def search(self, query: str, top: int = 500, sort: str = "relevance") -> SearchResult:
+        """The photos that match `query` (core's query language) from the serving model. Queries with words
+        or photos give the best `top` by `sort` ("relevance" or "date"); filters alone give every match."""
+        parsed = parse_query(query)
         engine = self._engine_for(self.lib.serving_model_id())
-        return [Hit(h.path, h.score) for h in engine.search(query, top=top)]
+        ranked = parsed.has_vector_terms
+        hits = engine.run(parsed, top=top if ranked else max(top, len(engine)), sort=sort if ranked else "date")
+        return SearchResult([Hit(h.path, h.score) for h in hits], ranked)
+
+    def similar(self, path: str, top: int = 500) -> list[Hit]:
+        """The photos that look most like `path`, best first (the photo itself left out)."""
+        engine = self._engine_for(self.lib.serving_model_id())
+        return [Hit(h.path, h.score) for h in engine.similar(Path(path), top=top)]
 
     # --- photos ----------------------------------------------------------------------------------
 

@@ -1,28 +1,34 @@
-"""The main window: search bar, photo grid, empty state, status bar and menus. Work goes to the controller."""
+"""The main window: search bar, sidebar (folders, tags), photo grid, empty state, status bar and menus.
+Work goes to the controller."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtCore import QSettings, Qt, QUrl
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QSplitter,
     QStackedWidget,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from desktop.controller import AppController, IndexOutcome, PhotoList
-from desktop.dialogs import show_errors_dialog, show_shortcuts_dialog
+from desktop.dialogs import confirm_remove_folder, show_errors_dialog
 from desktop.empty_state import EmptyState
+from desktop.file_actions import open_file, show_in_file_manager
 from desktop.photo_grid import DEFAULT_THUMB, PhotoGridModel, PhotoGridView
 from desktop.photo_view import PhotoView
+from desktop.results_header import describe_results
 from desktop.search_bar import SearchToolbar
-from desktop.status_widgets import MessageBar, ProgressPanel
+from desktop.sidebar import Sidebar
+from desktop.status_widgets import MessageBar, StatusArea
+from desktop.window_menus import build_menus
+from desktop.window_settings import restore_window_settings, save_window_settings
 
 
 def local_paths(urls: list[QUrl]) -> list[Path]:
@@ -42,11 +48,15 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setObjectName("mainWindow")
         self._photos = PhotoList("", [], None)
+        self._shown_state: object = None  # the request the grid's rows answer
+        self._sidebar_wanted = True
         self.results_received = 0  # answers from the controller so far (tests wait on it)
 
         self.grid_model = PhotoGridModel(controller.loader, self)
         self.grid = PhotoGridView(self.grid_model)
         self.grid.activated.connect(lambda index: self.open_photo(index.row()))
+        self.grid.view_requested.connect(self.open_photo)
+        self.grid.similar_requested.connect(self.find_similar)
         self.header = QLabel()
         self.header.setObjectName("resultsHeader")
         self.header.setContentsMargins(6, 4, 6, 2)
@@ -63,6 +73,14 @@ class MainWindow(QMainWindow):
         self.pages = QStackedWidget()
         self.pages.addWidget(self.empty)
         self.pages.addWidget(results)
+        self.sidebar = Sidebar()
+        self._connect_sidebar()
+        self.splitter = QSplitter(Qt.Horizontal)
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(self.pages)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(1, False)
         self.message_bar = MessageBar()
         self.message_bar.action_triggered.connect(self._message_action)
         central = QWidget()
@@ -70,14 +88,16 @@ class MainWindow(QMainWindow):
         central_layout.setContentsMargins(0, 0, 0, 0)
         central_layout.setSpacing(0)
         central_layout.addWidget(self.message_bar)
-        central_layout.addWidget(self.pages, 1)
+        central_layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
 
         self._build_toolbar()
         self._build_status_bar()
-        self._build_menus()
+        self.menu_actions = build_menus(self)
+        self.rescan_action = self.menu_actions["rescan"]
         self.photo_view = PhotoView(controller, self)
         self.photo_view.navigate.connect(self._step_photo)
+        self.photo_view.similar_requested.connect(self.find_similar)
 
         controller.ready.connect(self._library_ready)
         controller.photos.connect(self._show_photos)
@@ -85,6 +105,8 @@ class MainWindow(QMainWindow):
         controller.index_started.connect(self._index_started)
         controller.index_progress.connect(self.progress.update_progress)
         controller.index_finished.connect(self._index_finished)
+        controller.library_changed.connect(self.status_area.disk_changed)
+        controller.watching.connect(self._watching)
         controller.error.connect(lambda text: self.message_bar.show_message(text, error=True))
         self._restore_settings()
         self._update_page()
@@ -95,76 +117,40 @@ class MainWindow(QMainWindow):
         self.toolbar = SearchToolbar(self)
         self.search_edit = self.toolbar.search_edit
         self.score_slider, self.score_label = self.toolbar.score_slider, self.toolbar.score_label
-        self.model_combo = self.toolbar.model_combo
+        self.model_combo, self.sort_combo = self.toolbar.model_combo, self.toolbar.sort_combo
         self.toolbar.query_requested.connect(self._query_requested)
         self.toolbar.cutoff_changed.connect(lambda _: self._apply_cutoff())
+        self.toolbar.sort_chosen.connect(self.set_sort)
         self.toolbar.model_chosen.connect(self.controller.switch_model)
         self.toolbar.down_pressed.connect(self._focus_grid)
         self.addToolBar(self.toolbar)
 
     def _build_status_bar(self) -> None:
-        status = self.statusBar()
-        self.progress = ProgressPanel()
-        self.progress.cancel_requested.connect(self.controller.cancel_indexing)
-        status.addWidget(self.progress)
-        self.errors_button = QToolButton()
-        self.errors_button.setAutoRaise(True)
-        self.errors_button.clicked.connect(self.show_errors)
-        self.errors_button.hide()
-        self.count_label = QLabel("Opening the library…")
-        self.model_label = QLabel()
-        for widget in (self.errors_button, self.count_label, self.model_label):
-            status.addPermanentWidget(widget)
+        self.status_area = StatusArea(self.statusBar(), self.message_bar, self)
+        self.status_area.errors_requested.connect(self.show_errors)
+        self.status_area.progress.cancel_requested.connect(self.controller.cancel_indexing)
+        area = self.status_area
+        self.progress, self.errors_button = area.progress, area.errors_button
+        self.count_label, self.model_label = area.count_label, area.model_label
 
-    def _build_menus(self) -> None:
-        def action(menu: object, text: str, slot: object, shortcut: QKeySequence | str | None = None) -> QAction:
-            act = QAction(text, self)
-            if shortcut is not None:
-                act.setShortcut(QKeySequence(shortcut))
-            act.triggered.connect(slot)
-            menu.addAction(act)
-            return act
-
-        file_menu = self.menuBar().addMenu("&File")
-        self.add_folder_action = action(file_menu, "Add &Folder…", self.choose_folder, QKeySequence.Open)
-        action(file_menu, "Add &Photos…", self.choose_files, "Ctrl+Shift+O")
-        self.rescan_action = action(file_menu, "&Rescan Library", self.controller.rescan, QKeySequence.Refresh)
-        file_menu.addSeparator()
-        action(file_menu, "&Quit", self.close, QKeySequence.Quit)
-        edit_menu = self.menuBar().addMenu("&Edit")
-        action(edit_menu, "&Find", self.focus_search, QKeySequence.Find)
-        action(edit_menu, "&Clear Search", lambda: self.search_edit.clear(), "Ctrl+Backspace")
-        view_menu = self.menuBar().addMenu("&View")
-        action(view_menu, "Zoom &In", lambda: self.zoom(+24), QKeySequence.ZoomIn)
-        action(view_menu, "Zoom &Out", lambda: self.zoom(-24), QKeySequence.ZoomOut)
-        action(view_menu, "&Actual Size", lambda: self.zoom(0), "Ctrl+0")
-        view_menu.addSeparator()
-        action(view_menu, "&Unreadable Files…", self.show_errors)
-        help_menu = self.menuBar().addMenu("&Help")
-        action(help_menu, "&Keyboard Shortcuts", lambda: show_shortcuts_dialog(self), QKeySequence.HelpContents)
+    def _connect_sidebar(self) -> None:
+        sidebar = self.sidebar
+        sidebar.folder_chosen.connect(self.controller.set_folder)
+        sidebar.tag_chosen.connect(self.controller.set_tag)
+        sidebar.add_folder_requested.connect(self.choose_folder)
+        sidebar.rescan_requested.connect(self.controller.rescan)
+        sidebar.remove_requested.connect(self.remove_folder)
+        sidebar.open_folder_requested.connect(open_file)
 
     # --- settings --------------------------------------------------------------------------------
 
     def _restore_settings(self) -> None:
-        geometry = self.settings.value("window/geometry")
-        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1100, 720)
-        state = self.settings.value("window/state")
-        if isinstance(state, QByteArray):
-            self.restoreState(state)
-        self.score_slider.setValue(int(self.settings.value("search/min_score_steps", 0)))
-        self.grid_model.set_thumb_size(int(self.settings.value("grid/thumb_size", DEFAULT_THUMB)))
+        restore_window_settings(self)
         self._apply_cutoff()
 
     def save_settings(self) -> None:
-        """Remember window geometry, the score cutoff and the thumbnail size."""
-        self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
-        self.settings.setValue("search/min_score_steps", self.score_slider.value())
-        self.settings.setValue("grid/thumb_size", self.grid_model.thumb_size)
-        self.settings.sync()
+        """Remember window geometry, the sidebar, the score cutoff, the sort and the thumbnail size."""
+        save_window_settings(self)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()
@@ -189,7 +175,7 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
             self.add_paths(paths)
 
-    # --- actions ---------------------------------------------------------------------------------
+    # --- library actions -------------------------------------------------------------------------
 
     def add_paths(self, paths: list[Path]) -> None:
         """Index dropped or chosen folders and files."""
@@ -215,6 +201,28 @@ class MainWindow(QMainWindow):
         if files:
             self.add_paths([Path(f) for f in files])
 
+    def remove_folder(self, folder: str) -> None:
+        """Forget a library folder and its photos, after the user confirms."""
+        snapshot = self.controller.snapshot
+        count = next((f.photo_count for f in snapshot.folders if f.path == folder), 0) if snapshot else 0
+        if confirm_remove_folder(self, folder, count):
+            self.controller.remove_folder(folder)
+
+    def remove_selected_folder(self) -> None:
+        if self.sidebar.folder:
+            self.remove_folder(self.sidebar.folder)
+
+    def rescan_selected_folder(self) -> None:
+        if self.sidebar.folder:
+            self.controller.rescan(self.sidebar.folder)
+
+    def show_errors(self) -> None:
+        """List the files that could not be indexed, with the reason."""
+        if self.controller.is_open:
+            self.controller.run("errors", lambda service: service.errors(), lambda rows: show_errors_dialog(self, rows))
+
+    # --- search and filters ----------------------------------------------------------------------
+
     def focus_search(self) -> None:
         self.search_edit.setFocus(Qt.ShortcutFocusReason)
         self.search_edit.selectAll()
@@ -229,11 +237,36 @@ class MainWindow(QMainWindow):
         self.toolbar.run_search()
 
     def _query_requested(self, text: str) -> None:
-        if text.strip() != self.controller.query or not self.controller.query:
+        state = self.controller.state
+        if text.strip() != state.text or not state.text or state.similar_to is not None:
             self.controller.search(text)
+
+    def set_sort(self, sort: str) -> None:
+        """Order search results by "relevance" or "date"."""
+        self.toolbar.set_sort(sort)
+        self.menu_actions["sort_relevance"].setChecked(sort == "relevance")
+        self.menu_actions["sort_date"].setChecked(sort == "date")
+        self.controller.set_sort(sort)
+
+    def show_all_photos(self) -> None:
+        """Clear the search box and the folder and tag filters."""
+        self.toolbar.set_text_silently("")
+        self.sidebar.show_filters(None, None)
+        self.controller.show_all()
+
+    def find_similar(self, path: str) -> None:
+        """Show the photos that look most like `path`."""
+        self.toolbar.set_text_silently("")
+        self.sidebar.show_filters(None, None)
+        self.photo_view.hide()
+        self.controller.find_similar(path)
 
     def zoom(self, step: int) -> None:
         self.grid_model.set_thumb_size(self.grid_model.thumb_size + step if step else DEFAULT_THUMB)
+
+    def set_sidebar_visible(self, visible: bool) -> None:
+        self._sidebar_wanted = visible
+        self._update_page()
 
     @property
     def photo_list(self) -> PhotoList:
@@ -248,9 +281,12 @@ class MainWindow(QMainWindow):
     def min_score(self) -> float:
         return self.toolbar.min_score()
 
-    def show_errors(self) -> None:
-        if self.controller.is_open:
-            self.controller.run("errors", lambda service: service.errors(), lambda rows: show_errors_dialog(self, rows))
+    # --- photos ----------------------------------------------------------------------------------
+
+    def current_path(self) -> str | None:
+        """The photo selected in the grid."""
+        row = self.grid.current_row()
+        return self.grid_model.path(row) if row is not None and row < self.grid_model.rowCount() else None
 
     def open_photo(self, row: int) -> None:
         """Show row `row` of the grid in the photo view."""
@@ -258,6 +294,23 @@ class MainWindow(QMainWindow):
             return
         model = self.grid_model
         self.photo_view.show_photo(model.path(row), (row, model.rowCount()), model.score(row))
+
+    def open_current_photo(self) -> None:
+        row = self.grid.current_row()
+        if row is not None:
+            self.open_photo(row)
+
+    def find_similar_to_current(self) -> None:
+        if self.current_path():
+            self.find_similar(self.current_path())
+
+    def open_current_file(self) -> None:
+        if self.current_path():
+            open_file(self.current_path())
+
+    def show_current_in_folder(self) -> None:
+        if self.current_path():
+            show_in_file_manager(self.current_path())
 
     def _step_photo(self, step: int) -> None:
         current = self.grid_model.row_of(self.photo_view.path or "")
@@ -276,33 +329,34 @@ class MainWindow(QMainWindow):
 
     def _library_ready(self, snapshot: object) -> None:
         self.toolbar.set_models(snapshot.models, snapshot.active_model)
+        self.status_area.show_library(snapshot)
         active = next((m for m in snapshot.models if m.id == snapshot.active_model), None)
-        self.count_label.setText(f"{snapshot.photo_count:,} photo{'s' if snapshot.photo_count != 1 else ''}")
-        self.model_label.setText(f"Model: {active.id if active else 'none installed'}")
-        if active is not None and snapshot.serving_model not in (None, active.id):
-            # A switch is not finished: core keeps answering from the previous model until it is.
-            self.model_label.setText(f"Model: {active.id} (searching with {snapshot.serving_model} until embedded)")
-        self.model_label.setToolTip(active.name if active else "")
         if active is not None:
             self.model_combo.setToolTip(f"{active.name}\nSwitching the model re-embeds the library in the background")
-        self.errors_button.setText(f"⚠ {snapshot.error_count:,} unreadable")
-        self.errors_button.setToolTip("Files that could not be indexed, with the reason")
-        self.errors_button.setVisible(snapshot.error_count > 0)
         self.empty.set_model_state(
             has_model=active is not None, trainer_available=snapshot.trainer_available, hint=snapshot.no_model_hint
         )
         self.search_edit.setEnabled(active is not None)
+        self.sidebar.set_folders(snapshot.folders, snapshot.photo_count)
+        self.sidebar.set_tags(snapshot.tags)
         self._update_page()
+
+    def _watching(self, roots: list) -> None:
+        self.sidebar.set_watched(roots)
+        self.status_area.show_watching(roots, self.controller.snapshot)
 
     def _show_photos(self, photos: PhotoList) -> None:
         self._photos = photos
         self.results_received += 1
+        state = photos.state
+        self.sidebar.show_filters(state.folder, state.tag)
+        self.sort_combo.setEnabled(bool(state.text))
         self._apply_cutoff()
 
     def _photos_added(self, paths: list[str]) -> None:
         self.grid_model.append_photos(paths)
-        if not self._photos.query:  # browsing everything: the grid is the library, count it live
-            self.count_label.setText(f"{self.grid_model.rowCount():,} photos")
+        if self._photos.browsing_all:  # the grid is the library: count it live
+            self.status_area.show_live_count(self.grid_model.rowCount())
         self._update_header()
         self._update_page()
 
@@ -313,28 +367,20 @@ class MainWindow(QMainWindow):
             if not model.has_scores and shown and photos.paths[:shown] == model.paths():
                 model.append_photos(photos.paths[shown:])  # same list grown: keep the user's scroll position
             else:
+                bar = self.grid.verticalScrollBar()
+                position = bar.value() if photos.state == self._shown_state else 0
                 model.set_photos(photos.paths)
+                bar.setValue(position)  # the same view re-sorted or updated from disk: stay where the user was
         else:
             cutoff = self.min_score()
             kept = [(p, s) for p, s in zip(photos.paths, photos.scores, strict=True) if s >= cutoff]
-            self.grid_model.set_photos([p for p, _ in kept], [s for _, s in kept])
+            model.set_photos([p for p, _ in kept], [s for _, s in kept])
+        self._shown_state = photos.state
         self._update_header()
         self._update_page()
 
     def _update_header(self) -> None:
-        photos, shown = self._photos, self.grid_model.rowCount()
-        if not photos.query:
-            self.header.setText(f"All photos · {shown:,}")
-        elif shown:
-            hidden = len(photos.paths) - shown
-            more = f" · {hidden:,} below the {self.min_score():.2f} cutoff" if hidden else ""
-            self.header.setText(f"{shown:,} best matches for “{photos.query}”, best first{more}")
-        elif photos.paths:
-            self.header.setText(
-                f"No photo scores {self.min_score():.2f} or more for “{photos.query}”: lower the cutoff"
-            )
-        else:
-            self.header.setText(f"No photos match “{photos.query}”")
+        self.header.setText(describe_results(self._photos, self.grid_model.rowCount(), self.min_score()))
 
     def _update_page(self) -> None:
         snapshot = self.controller.snapshot
@@ -344,35 +390,15 @@ class MainWindow(QMainWindow):
         show_empty = empty_library and not self._photos.query
         self.empty.set_indexing(self.controller.indexing)
         self.pages.setCurrentWidget(self.empty if show_empty else self.pages.widget(1))
+        has_folders = snapshot is not None and bool(snapshot.folders or snapshot.photo_count)
+        self.sidebar.setVisible(self._sidebar_wanted and has_folders)  # no sidebar beside the empty state
 
     def _index_started(self, kind: str, description: str) -> None:
-        self.progress.start(description, cancellable=kind != "starter")  # the trainer build cannot stop midway
+        self.status_area.job_started(kind, description)
         self.rescan_action.setEnabled(False)
         self._update_page()
 
     def _index_finished(self, outcome: IndexOutcome) -> None:
-        self.progress.hide()
+        self.status_area.job_finished(outcome)
         self.rescan_action.setEnabled(True)
         self._update_page()
-        report = outcome.report
-        if outcome.error or report is None:
-            return
-        if report.cancelled:
-            self.message_bar.show_message(
-                f"Indexing cancelled: {report.indexed:,} photos were indexed and kept. "
-                "Add the folder again to continue where it stopped.",
-                timeout_ms=15_000,
-            )
-        elif report.failed:
-            self.message_bar.show_message(
-                f"{report.failed:,} file{'s' if report.failed != 1 else ''} could not be read and "
-                f"{'were' if report.failed != 1 else 'was'} skipped.",
-                error=True,
-                action=("errors", "Show Details"),
-            )
-        done = {"reembed": "Model switched", "index": "Indexing done", "rescan": "Rescan done"}.get(outcome.kind, "")
-        self.statusBar().showMessage(
-            f"{done}: {report.indexed:,} new, {report.unchanged:,} unchanged, {report.removed:,} removed "
-            f"in {report.seconds:.1f} s",
-            10_000,
-        )

@@ -14,10 +14,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QPainter, QPalette, QPixmap, QResizeEvent
-from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QMenu,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QWidget,
+)
 
+from desktop.file_actions import open_file, show_in_file_manager
 from desktop.thumbnail_loader import ThumbnailLoader
 
 PathRole = Qt.UserRole + 1
@@ -194,7 +203,12 @@ class PhotoDelegate(QStyledItemDelegate):
 
 
 class PhotoGridView(QListView):
-    """A wrapping icon grid tuned for very long lists: static layout, uniform cells, batched layout."""
+    """A wrapping icon grid tuned for very long lists: static layout, uniform cells, batched layout.
+    Its context menu asks for the photo view (`view_requested(row)`) and similar photos (`similar_requested(path)`),
+    and opens the file or its folder itself."""
+
+    view_requested = Signal(int)
+    similar_requested = Signal(str)
 
     def __init__(self, model: PhotoGridModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -218,13 +232,34 @@ class PhotoGridView(QListView):
         self.setAccessibleName("Photos")
         model.thumb_size_changed.connect(self._update_cells)
         self._update_cells()
+        self.context_menu: QMenu | None = None
+        self.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._show_menu)
+
+    def _show_menu(self, pos: QPoint) -> None:
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return
+        row = index.row()
+        self.select_row(row)
+        path = self.model().path(row)
+        menu = QMenu(self)
+        menu.setObjectName("gridMenu")
+        menu.addAction("View Photo", lambda: self.view_requested.emit(row))
+        menu.addAction("Find Similar Photos", lambda: self.similar_requested.emit(path))
+        menu.addSeparator()
+        menu.addAction("Open in Default App", lambda: open_file(path))
+        menu.addAction("Show in File Manager", lambda: show_in_file_manager(path))
+        menu.popup(self.viewport().mapToGlobal(pos))
+        self.context_menu = menu
 
     def _update_cells(self, *_: object) -> None:
         model: PhotoGridModel = self.model()
         model.device_ratio = self.devicePixelRatioF()
         cell = self.grid_delegate.cell_size(self.fontMetrics().height())
         # Share the row's leftover width among the columns, so the grid fills the window edge to edge.
-        width = self.viewport().width()
+        # Qt wraps a row when the cells fill the viewport exactly, so leave the margins and a pixel spare.
+        width = self.viewport().width() - 2 * self.spacing() - 1
         columns = max(1, width // cell.width())
         cell.setWidth(max(cell.width(), width // columns))
         if cell != self.gridSize():

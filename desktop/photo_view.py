@@ -1,16 +1,14 @@
-"""The photo view: a large preview with the photo's facts, open / show in folder, previous / next."""
+"""The photo view: a large preview with the photo's facts and tags (add, confirm, remove), open / show in folder,
+find similar photos, previous / next."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from datetime import datetime
-from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QFont, QImage, QKeySequence, QPixmap, QResizeEvent, QShortcut
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QFont, QImage, QKeySequence, QPixmap, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -24,6 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.controller import AppController
+from desktop.file_actions import open_file, show_in_file_manager
+from desktop.tag_editor import TagEditor
 
 PREVIEW_SIDE = 1600
 
@@ -46,20 +46,12 @@ def human_size(size: int) -> str:
     return f"{size} bytes"
 
 
-def show_in_file_manager(path: str) -> None:
-    """Open the folder holding `path`, with the file selected where the platform can do that."""
-    if sys.platform == "darwin":
-        subprocess.Popen(["open", "-R", path])
-    elif sys.platform == "win32":
-        subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
-    else:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))
-
-
 class PhotoView(QDialog):
-    """Non-modal viewer for one photo of the grid; `navigate(step)` asks the window for the next one."""
+    """Non-modal viewer for one photo of the grid; `navigate(step)` asks the window for the next one and
+    `similar_requested(path)` for the photos that look like this one."""
 
     navigate = Signal(int)
+    similar_requested = Signal(str)
 
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -69,6 +61,7 @@ class PhotoView(QDialog):
         self.resize(1000, 720)
         self.path: str | None = None
         self._image: QImage | None = None
+        self._completions_loaded = False
 
         self.picture = QLabel(alignment=Qt.AlignCenter)
         self.picture.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
@@ -85,11 +78,25 @@ class PhotoView(QDialog):
         for key, label in self.facts.items():
             label.setTextInteractionFlags(Qt.TextSelectableByMouse)
             info.addRow(f"{key}:", label)
+        self.tag_editor = TagEditor()
+        self.tag_editor.add_requested.connect(lambda tag: self._edit_tag(controller.add_tag, tag))
+        self.tag_editor.confirm_requested.connect(lambda tag: self._edit_tag(controller.add_tag, tag))
+        self.tag_editor.remove_requested.connect(lambda tag: self._edit_tag(controller.remove_tag, tag))
+        controller.photo_tags.connect(self._tags_loaded)
+        controller.photo_tags_failed.connect(
+            lambda path, message: path == self.path and self.tag_editor.show_error(message)
+        )
+        facts_and_tags = QHBoxLayout()
+        facts_and_tags.addLayout(info, 3)
+        facts_and_tags.addWidget(self.tag_editor, 2)
 
         self.prev_button = QPushButton("◀ Previous")
         self.next_button = QPushButton("Next ▶")
         self.open_button = QPushButton("Open")
         self.folder_button = QPushButton("Show in Folder")
+        self.similar_button = QPushButton("Find Similar")
+        self.similar_button.setToolTip("Show the photos that look most like this one (Ctrl+Shift+F)")
+        self.similar_button.clicked.connect(self.find_similar)
         self.prev_button.clicked.connect(lambda: self.navigate.emit(-1))
         self.next_button.clicked.connect(lambda: self.navigate.emit(1))
         self.open_button.clicked.connect(self.open_file)
@@ -100,19 +107,23 @@ class PhotoView(QDialog):
         for button in (self.prev_button, self.next_button):
             row.addWidget(button)
         row.addStretch(1)
-        for button in (self.open_button, self.folder_button):
+        for button in (self.similar_button, self.open_button, self.folder_button):
             row.addWidget(button)
+        for button in (self.prev_button, self.next_button, self.similar_button, self.open_button, self.folder_button):
+            button.setAutoDefault(False)
         row.addWidget(buttons)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.picture, 1)
         layout.addWidget(self.name)
-        layout.addLayout(info)
+        layout.addLayout(facts_and_tags)
         layout.addLayout(row)
 
         for keys, step in ((Qt.Key_Left, -1), (Qt.Key_PageUp, -1), (Qt.Key_Right, 1), (Qt.Key_PageDown, 1)):
             QShortcut(QKeySequence(keys), self, activated=lambda step=step: self.navigate.emit(step))
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.open_file)
+        QShortcut(QKeySequence("Ctrl+Shift+F"), self, activated=self.find_similar)
+        QShortcut(QKeySequence("Ctrl+T"), self, activated=self.focus_add_tag)
 
     def show_photo(self, path: str, position: tuple[int, int], score: float | None) -> None:
         """Show `path` (row `position[0]` of `position[1]`); the preview loads in the background."""
@@ -137,6 +148,11 @@ class PhotoView(QDialog):
                 self.picture.setText(f"This photo cannot be shown.\n{message}")
 
         self.controller.run("preview", load, on_success=self._loaded, on_error=failed)
+        self.tag_editor.set_loading()
+        self.controller.load_tags(path)
+        if not self._completions_loaded:
+            self._completions_loaded = True
+            self.controller.run("vocabulary", lambda service: service.vocabulary(), self.tag_editor.set_completions)
         self.show()
         self.raise_()
 
@@ -168,9 +184,24 @@ class PhotoView(QDialog):
         super().resizeEvent(event)
         self._fit()
 
+    def _tags_loaded(self, path: str, tags: list) -> None:
+        if path == self.path:
+            self.tag_editor.set_tags(tags)
+
+    def _edit_tag(self, change: object, tag: str) -> None:
+        if self.path:
+            change(self.path, tag)
+
+    def focus_add_tag(self) -> None:
+        self.tag_editor.add_edit.setFocus(Qt.ShortcutFocusReason)
+
+    def find_similar(self) -> None:
+        if self.path:
+            self.similar_requested.emit(self.path)
+
     def open_file(self) -> None:
         if self.path:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(self.path))
+            open_file(self.path)
 
     def show_in_folder(self) -> None:
         if self.path:

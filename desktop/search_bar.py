@@ -1,22 +1,26 @@
-"""The search toolbar: a debounced search box, the score cutoff slider and the model picker."""
+"""The search toolbar: a debounced search box, the sort order, the score cutoff slider and the model picker."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QSizePolicy, QSlider, QToolBar, QWidget
+
+from desktop.shortcuts import widget_shortcut
 
 SEARCH_DEBOUNCE_MS = 250
 SCORE_STEPS = 100  # the cutoff slider moves in steps of 0.01 between 0 and 1
+SORT_CHOICES = (("Best match", "relevance"), ("Newest first", "date"))
 
 
 class SearchToolbar(QToolBar):
-    """Emits `query_requested` 250 ms after typing stops or at once on Enter; `model_chosen` on a user's pick."""
+    """Emits `query_requested` 250 ms after typing stops or at once on Enter; `sort_chosen` and `model_chosen`
+    on a user's pick."""
 
     query_requested = Signal(str)
     cutoff_changed = Signal(float)
+    sort_chosen = Signal(str)
     model_chosen = Signal(str)
     down_pressed = Signal()
 
@@ -35,9 +39,16 @@ class SearchToolbar(QToolBar):
         self.search_edit.textChanged.connect(lambda _: self.debounce.start())
         self.search_edit.returnPressed.connect(self.run_search)
         edit = self.search_edit
-        QShortcut(QKeySequence(Qt.Key_Escape), edit, edit.clear, context=Qt.WidgetShortcut)
-        QShortcut(QKeySequence(Qt.Key_Down), edit, self.down_pressed.emit, context=Qt.WidgetShortcut)
+        widget_shortcut(Qt.Key_Escape, edit, edit.clear)
+        widget_shortcut(Qt.Key_Down, edit, self.down_pressed.emit)
         self.addWidget(self.search_edit)
+        self.sort_combo = QComboBox()
+        self.sort_combo.setObjectName("sortPicker")
+        for label, sort in SORT_CHOICES:
+            self.sort_combo.addItem(label, sort)
+        self.sort_combo.setToolTip("Order search results by how well they match, or by date (Ctrl+1 / Ctrl+2)")
+        self.sort_combo.activated.connect(lambda index: self.sort_chosen.emit(self.sort_combo.itemData(index)))
+        self.addWidget(self.sort_combo)
         self.addSeparator()
 
         self.score_label = QLabel()
@@ -71,6 +82,20 @@ class SearchToolbar(QToolBar):
         """Ask for the box's query now."""
         self.debounce.stop()
         self.query_requested.emit(self.search_edit.text())
+
+    def set_text_silently(self, text: str) -> None:
+        """Put `text` in the search box without starting a search."""
+        self.debounce.stop()
+        self.search_edit.blockSignals(True)
+        self.search_edit.setText(text)
+        self.search_edit.blockSignals(False)
+
+    def set_sort(self, sort: str) -> None:
+        """Show `sort` ("relevance" or "date") as chosen, without emitting `sort_chosen`."""
+        self.sort_combo.setCurrentIndex(max(0, self.sort_combo.findData(sort)))
+
+    def sort(self) -> str:
+        return self.sort_combo.currentData()
 
     def min_score(self) -> float:
         return self.score_slider.value() / SCORE_STEPS

@@ -1,12 +1,26 @@
-"""Small widgets that report state: the indexing progress panel and the inline message bar."""
+"""Widgets that report state: the indexing progress panel, the inline message bar, and the status area that
+shows the library's size, its model, unreadable files and how each job ended."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QStyle, QWidget
+from typing import Any
 
-from desktop.controller import IndexProgress
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QStatusBar,
+    QStyle,
+    QToolButton,
+    QWidget,
+)
+
+from desktop.index_jobs import IndexOutcome, IndexProgress
 
 
 def format_duration(seconds: float) -> str:
@@ -135,3 +149,99 @@ class MessageBar(QFrame):
             self._timer.start(timeout_ms)
         else:
             self._timer.stop()
+
+
+def plural(count: int, word: str) -> str:
+    """'1 photo', '2,048 photos'."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+class StatusArea(QObject):
+    """The status bar's content and the notices after each job: progress with Cancel, the number of photos,
+    the active model, unreadable files (click for the list), and what indexing, a removal or watching did."""
+
+    errors_requested = Signal()
+
+    def __init__(self, status: QStatusBar, message_bar: MessageBar, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.status = status
+        self.message_bar = message_bar
+        self.progress = ProgressPanel()
+        status.addWidget(self.progress)
+        self.errors_button = QToolButton()
+        self.errors_button.setAutoRaise(True)
+        self.errors_button.setToolTip("Files that could not be indexed, with the reason (Ctrl+E)")
+        self.errors_button.clicked.connect(self.errors_requested)
+        self.errors_button.hide()
+        self.count_label = QLabel("Opening the library…")
+        self.model_label = QLabel()
+        for widget in (self.errors_button, self.count_label, self.model_label):
+            status.addPermanentWidget(widget)
+
+    def show_library(self, snapshot: Any) -> None:
+        """Photo count, active model (and the one still answering during a switch), unreadable files."""
+        active = next((m for m in snapshot.models if m.id == snapshot.active_model), None)
+        self.count_label.setText(plural(snapshot.photo_count, "photo"))
+        self.model_label.setText(f"Model: {active.id if active else 'none installed'}")
+        if active is not None and snapshot.serving_model not in (None, active.id):
+            # A switch is not finished: core keeps answering from the previous model until it is.
+            self.model_label.setText(f"Model: {active.id} (searching with {snapshot.serving_model} until embedded)")
+        self.model_label.setToolTip(active.name if active else "")
+        self.errors_button.setText(f"⚠ {snapshot.error_count:,} unreadable")
+        self.errors_button.setVisible(snapshot.error_count > 0)
+
+    def show_live_count(self, count: int) -> None:
+        """The number of photos while indexing adds them."""
+        self.count_label.setText(plural(count, "photo"))
+
+    def job_started(self, kind: str, description: str) -> None:
+        self.progress.start(description, cancellable=kind not in ("starter", "remove"))  # these cannot stop midway
+
+    def job_finished(self, outcome: IndexOutcome) -> None:
+        """Hide the progress and say how the job ended (errors themselves come through the controller)."""
+        self.progress.hide()
+        report = outcome.report
+        if outcome.error or report is None:
+            return
+        if report.cancelled:
+            self.message_bar.show_message(
+                f"Indexing cancelled: {report.indexed:,} photos were indexed and kept. "
+                "Add the folder again to continue where it stopped.",
+                timeout_ms=15_000,
+            )
+        elif report.failed:
+            self.message_bar.show_message(
+                f"{plural(report.failed, 'file')} could not be read and {'was' if report.failed == 1 else 'were'} "
+                "skipped.",
+                error=True,
+                action=("errors", "Show Details"),
+            )
+        if outcome.kind == "remove":
+            self.status.showMessage(f"Folder removed: {plural(report.removed, 'photo')} forgotten", 10_000)
+            return
+        done = {"reembed": "Model switched", "index": "Indexing done", "rescan": "Rescan done"}.get(outcome.kind, "")
+        self.status.showMessage(
+            f"{done}: {report.indexed:,} new, {report.unchanged:,} unchanged, {report.removed:,} removed "
+            f"in {report.seconds:.1f} s",
+            10_000,
+        )
+
+    def show_watching(self, roots: list, snapshot: Any) -> None:
+        """Warn when a missing library folder keeps the others from being watched (core watches all or none)."""
+        missing = [f.path for f in snapshot.folders if not f.exists] if snapshot is not None else []
+        if missing and not roots:
+            self.message_bar.show_message(
+                f"Changes on disk are not followed while {missing[0]} is missing. Reconnect it and rescan (F5), "
+                "or remove it from the library.",
+                timeout_ms=20_000,
+            )
+
+    def disk_changed(self, report: Any) -> None:
+        """What the folder watcher picked up."""
+        parts = [f"{report.indexed:,} new or changed"] if report.indexed else []
+        if report.removed:
+            parts.append(f"{report.removed:,} removed")
+        if report.failed:
+            parts.append(f"{report.failed:,} unreadable")
+        if parts:
+            self.status.showMessage("Updated from disk: " + ", ".join(parts), 10_000)

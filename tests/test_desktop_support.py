@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,13 +10,14 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QTreeWidget
 
 from desktop.app import create_main_window
 from desktop.main_window import MainWindow
 from tests.photo_corpus import available_photos, materialize
 
 WAIT_MS = 120_000  # indexing on a loaded 2-core machine can be slow; a hang still fails
+DATED_FROM = 1_600_000_000.0  # the `indexed` photos' file dates: one a day from here, in name order
 
 
 def photo_folder(dest: Path, copies: int = 1, max_side: int = 384) -> Path:
@@ -75,6 +77,14 @@ def wait_for_query(qtbot, window: MainWindow, query: str) -> None:
     )
 
 
+def click_row(qtbot, tree: QTreeWidget, text: str) -> None:
+    """Click the row of a list (QTreeWidget) whose first column reads `text`, as a user would."""
+    items = tree.findItems(text, Qt.MatchExactly, 0)
+    assert items, f"no row {text!r} in {tree.objectName()}"
+    tree.scrollToItem(items[0])
+    qtbot.mouseClick(tree.viewport(), Qt.LeftButton, pos=tree.visualItemRect(items[0]).center())
+
+
 def names(window: MainWindow) -> list[str]:
     """File names of the grid's rows, in order."""
     return [Path(p).stem for p in window.grid_model.paths()]
@@ -88,6 +98,8 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, starter_package_dir: Path)
 
     root = tmp_path_factory.mktemp("indexed")
     photos = photo_folder(root / "photos")
+    for day, path in enumerate(sorted(photos.iterdir())):  # one photo a day, in name order (sort-by-date tests)
+        os.utime(path, (DATED_FROM + day * 86_400, DATED_FROM + day * 86_400))
     (root / "lib" / "models").mkdir(parents=True)
     (root / "lib" / "models" / "starter").symlink_to(starter_package_dir, target_is_directory=True)
     report = LibraryService(root / "lib").index([photos])

@@ -88,6 +88,14 @@ def test_typing_a_query_puts_the_matching_photo_first(qtbot, make_window, indexe
     window.focus_search()
     qtbot.keyClick(window.search_edit, Qt.Key_Down)
     assert window.grid.hasFocus() and window.grid.current_row() == 0
+    # In the grid the arrows move through the photos and Esc leaves the search alone (the search box's keys
+    # are its own, not the window's).
+    qtbot.keyClick(window.grid, Qt.Key_Right)
+    assert window.grid.current_row() == 1
+    qtbot.keyClick(window.grid, Qt.Key_Down)
+    assert window.grid.current_row() > 1
+    qtbot.keyClick(window.grid, Qt.Key_Escape)
+    assert window.search_edit.text() == "an espresso cup"
     window.focus_search()
     qtbot.keyClick(window.search_edit, Qt.Key_Escape)
     assert window.search_edit.text() == ""

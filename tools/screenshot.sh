@@ -39,10 +39,14 @@ export XDG_CONFIG_HOME="$WORK/config" XDG_DATA_HOME="$WORK/data"
 unset PHOTOSEEK_HOME
 
 echo "indexing the demo photos…"
+# Two folders, as a user's library would have: camera photos and scanned documents.
 (cd "$REPO" && "$PY" -c "
 import sys; from pathlib import Path; from tests.photo_corpus import materialize
-materialize(Path(sys.argv[1]), max_side=1024)" "$WORK/photos")
-(cd "$REPO" && "$PY" -m core index "$WORK/photos" --library "$WORK/library" >/dev/null)
+root = Path(sys.argv[1]); written = materialize(root / 'Camera', max_side=1024)
+(root / 'Scans').mkdir()
+for name in ('book_page', 'handwritten_math', 'ancient_coins', 'retina_fundus'):
+    written[name].rename(root / 'Scans' / written[name].name)" "$WORK/Pictures")
+(cd "$REPO" && "$PY" -m core index "$WORK/Pictures/Camera" "$WORK/Pictures/Scans" --library "$WORK/library" >/dev/null)
 
 Xvfb "$DISPLAY_NUM" -screen 0 "${SIZE}x24" -nolisten tcp >/dev/null 2>&1 &
 XVFB_PID=$!

@@ -1,0 +1,46 @@
+"""Index-type jobs as the window sees them: progress beats, how a job ended, and what it is called."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """One progress beat of an index-type job."""
+
+    kind: str  # "index", "rescan", "reembed", "remove" or "starter"
+    done: int
+    total: int  # -1 while the size is not known yet (scanning, building)
+    rate: float  # photos per second, 0 when unknown
+    eta_seconds: float | None
+
+
+@dataclass(frozen=True)
+class IndexOutcome:
+    """How an index-type job ended: its core report (None on error) or the error message."""
+
+    kind: str
+    report: Any
+    model_id: str | None
+    error: str | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self.report is not None and self.report.cancelled)
+
+
+def describe_job(kind: str, arg: Any) -> str:
+    """What an index-type job does, for the progress panel (`arg`: its paths, folder or model id)."""
+    if kind == "index":
+        names = ", ".join(Path(p).name or str(p) for p in arg[:3])
+        return f"Indexing {names}" + ("…" if len(arg) > 3 else "")
+    if kind == "rescan":
+        return f"Rescanning {Path(arg).name or arg}" if arg else "Rescanning the library"
+    if kind == "remove":
+        return f"Removing {Path(arg).name or arg} from the library"
+    if kind == "reembed":
+        return f"Switching to model {arg}: embedding photos"
+    return "Building the starter model (a few minutes)"

@@ -1,0 +1,68 @@
+"""What the grid is asked to show (the typed text, the sidebar's folder and tag, the sort, or "similar to") and
+the rows that answer it.
+
+The sidebar's choices become core query-language filters (`in:"FOLDER"`, `tag:"NAME"`) appended to the typed
+text, so the grid shows exactly what typing that whole query would show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SORTS = ("relevance", "date")
+
+
+def quoted(value: str) -> str:
+    """A query-language value in double quotes (the language has no escapes, so quotes inside are dropped)."""
+    return '"' + value.replace('"', "") + '"'
+
+
+@dataclass(frozen=True)
+class QueryState:
+    """One request for photos. `similar_to` (a photo path) replaces the text and filters when set."""
+
+    text: str = ""
+    folder: str | None = None
+    tag: str | None = None
+    sort: str = "relevance"
+    similar_to: str | None = None
+
+    def core_query(self) -> str:
+        """The query for core: the typed text plus the sidebar's filters ("" = the whole library)."""
+        parts = [self.text] if self.text else []
+        if self.folder:
+            parts.append(f"in:{quoted(self.folder)}")
+        if self.tag:
+            parts.append(f"tag:{quoted(self.tag)}")
+        return " ".join(parts)
+
+    @property
+    def browsing_all(self) -> bool:
+        """Whether this asks for the whole library (no text, no filter, no similar photo)."""
+        return not self.text and self.folder is None and self.tag is None and self.similar_to is None
+
+    def describe_scope(self) -> str:
+        """The filters in words, e.g. 'tagged “cat” in Holidays' ("" when there are none)."""
+        parts = []
+        if self.tag:
+            parts.append(f"tagged “{self.tag}”")
+        if self.folder:
+            parts.append(f"in {Path(self.folder).name or self.folder}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class PhotoList:
+    """Rows for the grid: the typed query they answer ("" = none), scores when ranked by similarity, and the
+    whole request (filters, sort, similar photo) they answer."""
+
+    query: str
+    paths: list[str]
+    scores: list[float] | None
+    state: QueryState = QueryState()
+
+    @property
+    def browsing_all(self) -> bool:
+        """Whether these rows are the whole library."""
+        return not self.query and self.state.browsing_all
