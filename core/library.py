@@ -156,5 +156,6 @@ class Library:
                 on_report(report)
 
         with self.open_index() as index:
-            roots = [Path(p) for p in index.folders()]
+            # A folder on an unplugged drive is skipped, not fatal: the others stay watched.
+            roots = [Path(p) for p in index.folders() if Path(p).is_dir()]
         return FolderWatcher(roots, on_change, debounce_s=debounce_s, known_under=photos_under)
