@@ -174,7 +174,8 @@ def download_model(
 ) -> Path:
     """Download the official checkpoint of ``name`` into ``library/checkpoints`` and import it; returns the package.
 
-    An already complete download of the same file is reused. ``url`` overrides the official location.
+    An already complete download of the same file is reused. ``url`` overrides the official location. The file
+    stays in ``library/checkpoints`` and the card records it: album fine-tuning rebuilds the model from it.
     """
     from core.model_store import ModelStore
     from trainer.mobileclip_export import import_checkpoint
@@ -191,9 +192,10 @@ def download_model(
     else:
         log(f"downloading {info.display} from {source}")
         download_file(source, dest, show_progress=show_progress)
-        log(f"saved {dest} ({dest.stat().st_size / 1e6:.1f} MB); delete it to free the space once imported")
+        log(f"saved {dest} ({dest.stat().st_size / 1e6:.1f} MB); fine-tuning the model needs it, keep it")
+    store = ModelStore(Path(library))
     return import_checkpoint(
-        dest, ModelStore(Path(library)).install_dir, name=info.name, model_id=model_id, source_url=source, log=log
+        dest, store.install_dir, name=info.name, model_id=model_id, source_url=source, library=store.library, log=log
     )
 
 
@@ -227,8 +229,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from trainer.cli import log
     from trainer.mobileclip_export import import_checkpoint
 
-    install_root = ModelStore(library_dir(args.library)).install_dir
-    path = import_checkpoint(Path(args.file), install_root, name=args.name, model_id=args.model_id, log=log)
+    store = ModelStore(library_dir(args.library))
+    path = import_checkpoint(
+        Path(args.file), store.install_dir, name=args.name, model_id=args.model_id, library=store.library, log=log
+    )
     return _finish(args, path)
 
 
@@ -245,7 +249,12 @@ def _cmd_download(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the ``import`` and ``download`` commands to the trainer CLI."""
     names = ", ".join(OFFICIAL_URLS)
-    imp = commands.add_parser("import", help="import an official MobileCLIP checkpoint (.pt) as a model package")
+    imp = commands.add_parser(
+        "import",
+        help="import an official MobileCLIP checkpoint (.pt) as a model package",
+        description="Import a MobileCLIP checkpoint as a model package. A copy of the file is kept in the library's "
+        "checkpoints/ folder (unless it is there already): album fine-tuning rebuilds the model from it.",
+    )
     imp.add_argument("file", help="checkpoint file (mobileclip_s0.pt, mobileclip2_s2.pt, open_clip .bin/.safetensors)")
     imp.add_argument("--name", help=f"check that the file holds this model instead of detecting it ({names})")
     _install_args(imp)

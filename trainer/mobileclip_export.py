@@ -4,10 +4,17 @@
 encoder (``pixel_values`` -> ``image_embeds``, dynamic batch, fixed resolution) and the text encoder
 (``input_ids`` + ``eot_index`` -> ``text_embeds``, dynamic batch, 77 tokens) to ONNX, checks onnxruntime against
 PyTorch on real photos and captions fed exactly as core feeds them, and writes and installs the package.
+``write_mobileclip_package`` is that export for any train-time model (``train --export``, album fine-tunes).
+
+Packages hold only ONNX graphs, so the train-time weights stay outside them: the card's provenance records the
+checkpoint (``checkpoint_record``: name, sha256, path, and where it is kept in the library's ``checkpoints/``
+folder), which is what ``python -m trainer finetune`` rebuilds the trainable model from.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import shutil
 import time
@@ -22,10 +29,19 @@ from PIL import Image
 from torch import Tensor, nn
 
 from core.errors import PhotoSeekError
-from core.model_card import EncoderSpec, ModelCard, PreprocessSpec, TokenizerSpec, ViewSpec, sha256_file
+from core.model_card import (
+    EncoderSpec,
+    ModelCard,
+    PreprocessSpec,
+    TokenizerSpec,
+    ViewSpec,
+    sha256_file,
+    write_card,
+)
 from core.preprocess import preprocess
 from core.tokenizers.clip_bpe import VOCAB_FILENAME, ClipBpeTokenizer, bundled_vocab_path
-from trainer.checkpoints import LoadedCheckpoint, load_checkpoint
+from trainer.checkpoints import load_checkpoint
+from trainer.download import CHECKPOINT_DIR
 from trainer.models.clip import MobileCLIP, ModelInfo
 from trainer.models.reparam import reparameterize_model
 from trainer.onnx_export import export_onnx
@@ -181,30 +197,51 @@ def export_and_check(
     }
 
 
-def _card(
+def mobileclip_architecture(model: MobileCLIP) -> dict[str, object]:
+    """The card's ``architecture`` record of a MobileCLIP model (its variant, towers and logit scale)."""
+    info = model.info
+    return {
+        "family": "mobileclip",
+        "variant": info.name,
+        "golden_tag": info.tag,
+        "image": f"{type(model.image_tower).__name__} at {info.resolution} px (reparameterized)",
+        "text": f"{type(model.text_tower).__name__}, 77 tokens, EOT pooling at eot_index",
+        "checkpoint_layout": info.layout,
+        "logit_scale": float(model.logit_scale_exp().detach()),
+        "notes": list(info.notes),
+    }
+
+
+def write_mobileclip_package(
+    model: MobileCLIP,
+    staged: Path,
+    *,
     model_id: str,
-    loaded: LoadedCheckpoint,
-    spec: PreprocessSpec,
-    checkpoint: dict[str, object],
-    parity: dict[str, object],
-    seconds: float,
+    provenance: dict[str, object],
+    name: str | None = None,
+    architecture: dict[str, object] | None = None,
+    metrics: dict[str, object] | None = None,
+    license_note: str | None = None,
+    log: Log = lambda _msg: None,
 ) -> ModelCard:
-    info = loaded.model.info
-    image_tower = type(loaded.model.image_tower).__name__
-    text_tower = type(loaded.model.text_tower).__name__
-    return ModelCard(
+    """Export ``model`` (reparameterized in place) with its tokenizer and licence files into ``staged``.
+
+    Writes a provisional card (no file hashes yet) so core can run the staged package with ``verify=False``, and
+    returns it; ``finalize_package`` hashes the files. ``architecture`` defaults to ``mobileclip_architecture``
+    (taken before fusing); ``license_note`` is appended to the weights' licence notice.
+    """
+    info = model.info
+    architecture = architecture if architecture is not None else mobileclip_architecture(model)
+    spec = preprocess_spec(info)
+    vocab = bundled_vocab_path()
+    parity = export_and_check(model, staged, spec, ClipBpeTokenizer(vocab), log)
+    shutil.copyfile(vocab, staged / VOCAB_FILENAME)
+    shutil.copyfile(vocab.parent / "LICENSE.txt", staged / TOKENIZER_LICENSE_FILE)
+    (staged / "LICENSE.txt").write_text(info.license_text() + (f"\n{license_note}\n" if license_note else ""), "utf-8")
+    card = ModelCard(
         id=model_id,
-        name=info.display,
-        architecture={
-            "family": "mobileclip",
-            "variant": info.name,
-            "golden_tag": info.tag,
-            "image": f"{image_tower} at {info.resolution} px (reparameterized)",
-            "text": f"{text_tower}, 77 tokens, EOT pooling at eot_index",
-            "checkpoint_layout": info.layout,
-            "logit_scale": float(loaded.model.logit_scale_exp().detach()),
-            "notes": list(info.notes),
-        },
+        name=name or info.display,
+        architecture=dict(architecture),
         embedding_dim=info.embed_dim,
         preprocess=spec,
         tokenizer=TokenizerSpec(kind="clip-bpe", files={"vocab": VOCAB_FILENAME}, context_length=77),
@@ -217,16 +254,67 @@ def _card(
             "tokenizer": {"name": "MIT", "file": TOKENIZER_LICENSE_FILE},
         },
         provenance={
-            "built_by": "python -m trainer import",
+            **provenance,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(seconds, 1),
-            "checkpoint": checkpoint,
             "torch": torch.__version__,
             "onnxruntime": ort.__version__,
         },
         parity=parity,
-        metrics={},
+        metrics=dict(metrics or {}),
     )
+    write_card(staged, card)
+    return card
+
+
+# --- the source checkpoint a package was made from, kept in the library so the package can be fine-tuned ----------
+
+
+def checkpoint_record(path: Path, library: Path | None, sha256: str | None = None) -> dict[str, object]:
+    """Where a package's train-time weights are: the file's name, sha256, size, absolute path, and ``kept`` (its
+    path relative to ``library`` when it lies inside it, else None)."""
+    path = Path(path).resolve()
+    kept = None
+    if library is not None:
+        try:
+            kept = path.relative_to(Path(library).resolve()).as_posix()
+        except ValueError:
+            kept = None
+    return {
+        "file": path.name,
+        "sha256": sha256 or sha256_file(path),
+        "size_bytes": path.stat().st_size,
+        "path": str(path),
+        "kept": kept,
+    }
+
+
+def keep_checkpoint(source: Path, library: Path, sha256: str, *, name: str | None = None) -> Path:
+    """The copy of checkpoint ``source`` in ``library/checkpoints`` (copied there unless it is there already).
+
+    Only files that ``load_checkpoint`` accepted are kept: plain tensor dictionaries read with
+    ``weights_only=True``. ``name`` is the copy's file name, replaced if it holds another file (a package id's own
+    checkpoint); without it the source's name is used, and a different file of that name gets the hash in its
+    name. The copy is written under a temporary name and renamed, so a cut copy never passes for a kept one.
+    """
+    source = Path(source).resolve()
+    folder = Path(library) / CHECKPOINT_DIR
+    if name is None and source.parent == folder.resolve():
+        return source
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / (name or source.name)
+    if name is None and dest.is_file() and sha256_file(dest) != sha256:
+        dest = folder / f"{source.stem}-{sha256[:12]}{source.suffix}"
+    if dest.is_file() and sha256_file(dest) == sha256:
+        return dest
+    partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+    try:
+        shutil.copyfile(source, partial)
+        if sha256_file(partial) != sha256:
+            raise ImportFailed(f"{source} changed while it was copied into {folder}")
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    return dest
 
 
 def import_checkpoint(
@@ -236,12 +324,16 @@ def import_checkpoint(
     name: str | None = None,
     model_id: str | None = None,
     source_url: str | None = None,
+    library: Path | None = None,
     log: Log = lambda _msg: None,
 ) -> Path:
     """Import an official MobileCLIP checkpoint as the model package ``install_root/<id>``; returns its folder.
 
-    ``name`` checks the variant instead of detecting it; ``model_id`` defaults to the variant name. Raises
-    CheckpointError (unreadable, unsafe or mismatching file) or ImportFailed (export or parity failure).
+    ``name`` checks the variant instead of detecting it; ``model_id`` defaults to the variant name. With
+    ``library``, a copy of the file is kept in ``library/checkpoints`` (unless it is there already) and the card
+    records it, so ``python -m trainer finetune --base <id>`` can rebuild the train-time model; the card always
+    records the file's path and sha256. Raises CheckpointError (unreadable, unsafe or mismatching file) or
+    ImportFailed (export or parity failure).
     """
     started = time.perf_counter()
     checkpoint_path = Path(checkpoint_path)
@@ -253,9 +345,7 @@ def import_checkpoint(
     model_id = model_id or info.name
     log(f"recognised {info.display} ({loaded.detection.file_layout} layout: {loaded.detection.reason})")
     checkpoint = {
-        "file": checkpoint_path.name,
-        "sha256": sha256_file(checkpoint_path),
-        "size_bytes": checkpoint_path.stat().st_size,
+        **checkpoint_record(checkpoint_path, None),
         "file_layout": loaded.detection.file_layout,
         "detected_by": loaded.detection.reason,
         "same_architecture_as": list(loaded.detection.alternatives),
@@ -263,17 +353,20 @@ def import_checkpoint(
         "notes": loaded.notes,
         "source_url": source_url,
     }
-    spec = preprocess_spec(info)
     staged = staging_dir(install_root, model_id)
     try:
-        vocab = bundled_vocab_path()
-        tokenizer = ClipBpeTokenizer(vocab)
-        parity = export_and_check(loaded.model, staged, spec, tokenizer, log)
-        shutil.copyfile(vocab, staged / VOCAB_FILENAME)
-        shutil.copyfile(vocab.parent / "LICENSE.txt", staged / TOKENIZER_LICENSE_FILE)
-        (staged / "LICENSE.txt").write_text(info.license_text(), encoding="utf-8")
-        card = _card(model_id, loaded, spec, checkpoint, parity, time.perf_counter() - started)
-        finalize_package(staged, card)
+        architecture = mobileclip_architecture(loaded.model)
+        provenance = {"built_by": "python -m trainer import", "checkpoint": checkpoint}
+        card = write_mobileclip_package(
+            loaded.model, staged, model_id=model_id, provenance=provenance, architecture=architecture, log=log
+        )
+        if library is not None:
+            kept = keep_checkpoint(checkpoint_path, library, str(checkpoint["sha256"]))
+            checkpoint["kept"] = checkpoint_record(kept, library, str(checkpoint["sha256"]))["kept"]
+            log(f"kept the checkpoint as {kept} (fine-tuning rebuilds the model from it)")
+        seconds = round(time.perf_counter() - started, 1)
+        provenance = {**card.provenance, "checkpoint": checkpoint, "build_seconds": seconds}
+        finalize_package(staged, dataclasses.replace(card, provenance=provenance))
         return install_package(staged, install_root, model_id)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)

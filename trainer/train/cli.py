@@ -24,6 +24,11 @@ def register(commands: Any) -> None:
     train.add_argument("--steps", type=int, help="optimiser steps (overrides steps)")
     train.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.pt exists")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--export", nargs="?", const="", metavar="ID", help="when training ends, install the model as a package the "
+        "app loads (default id: MODEL-OUTNAME; also the config's 'export')",
+    )  # fmt: skip
+    add_library_option(train)
     train.set_defaults(handler=_cmd_train)
 
     finetune = commands.add_parser(
@@ -36,7 +41,7 @@ def register(commands: Any) -> None:
     finetune.add_argument("--base", metavar="MODEL", help="model to start from (default: the active model)")
     finetune.add_argument("--name", metavar="ID", help="id of the new model (default: BASE-ALBUMNAME)")
     length = finetune.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="optimiser steps (default 300)")
+    length.add_argument("--steps", type=int, help="optimiser steps (default: 300 for the starter, 100 for MobileCLIP)")
     length.add_argument("--epochs", type=int, help="passes over the training photos instead of --steps")
     finetune.add_argument("--activate", action="store_true", help="make the new model the app's active model")
     finetune.add_argument(
@@ -46,8 +51,10 @@ def register(commands: Any) -> None:
     finetune.add_argument("--lambda", dest="lam", type=float, help="distillation weight on the label captions (0)")
     finetune.add_argument("--lambda-syn", type=float, help="distillation weight on the concept captions (1)")
     finetune.add_argument("--augmentations", type=int, help="stored augmentations per photo (4)")
+    finetune.add_argument("--text-layers", type=int, help="top text layers that train (2)")
+    finetune.add_argument("--image-blocks", type=int, help="last image trunk blocks that train, MobileCLIP bases (2)")
     finetune.add_argument("--batch-size", type=int, help="photos per step (32)")
-    finetune.add_argument("--lr", type=float, help="learning rate (1e-4)")
+    finetune.add_argument("--lr", type=float, help="learning rate (1e-4 for the starter, 3e-5 for MobileCLIP)")
     finetune.add_argument("--val-fraction", type=float, help="share of each label held out for validation (0.2)")
     finetune.add_argument("--seed", type=int, help="seed of the split, augmentations and training (0)")
     finetune.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (auto: GPU if present)")
@@ -65,6 +72,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         "base": args.base, "model_id": args.name, "steps": args.steps, "epochs": args.epochs, "lam": args.lam,
         "lam_syn": args.lambda_syn, "augmentations": args.augmentations, "batch_size": args.batch_size,
         "lr": args.lr, "val_fraction": args.val_fraction, "seed": args.seed, "device": args.device,
+        "train_layers": args.text_layers, "image_blocks": args.image_blocks,
     }  # fmt: skip
     options = FinetuneOptions(
         **{k: v for k, v in chosen.items() if v is not None},
@@ -82,12 +90,14 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import os
+
+    from core.paths import library_dir
     from trainer.cli import log
-    from trainer.train.config import load_config
-    from trainer.train.run import run_training
+    from trainer.train.run import ExportSettings, export_trained, load_run_config, run_training
 
     try:
-        cfg = load_config(Path(args.config))
+        cfg, export = load_run_config(Path(args.config))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -99,7 +109,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg.resume = False
     if args.no_progress:
         cfg.progress = False
+    if args.export is not None or args.library:
+        export = ExportSettings(
+            args.export if args.export is not None else export.model_id, args.library or export.library
+        )
+    try:
+        model_id = export.resolved_id(cfg)  # a bad id fails now, not after the run
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     result = run_training(cfg, log=log)
     if result.checkpoint is not None:
         print(f"step {result.step}: checkpoint {result.checkpoint}, metrics {result.metrics}, curves {result.plot}")
+    if model_id and result.step >= cfg.steps and int(os.environ.get("RANK", "0")) == 0:
+        package = export_trained(cfg, model_id, library_dir(export.library), result, log=log)
+        print(f"Installed '{model_id}' in {package}; use it with: python -m core models use {model_id}")
     return 0

@@ -2,8 +2,12 @@
 
 Steps: validate the album and split it (stratified, seeded); build (or reuse from the library's cache) the
 album's reinforced dataset with the base and the other installed models as teachers; evaluate the base; train
-the student with the reinforced loss; export the package (the base graph + adapter, the fine-tuned text tower);
-evaluate it with core exactly as the app will run it; install it next to the base; optionally activate it.
+the student with the reinforced loss; export the package; evaluate it with core exactly as the app will run it;
+install it next to the base; optionally activate it.
+
+What trains and how the package is written depends on the base's family, through a *tuner*: the starter family
+(``starter_tuner``: the base graph + a linear adapter, the fine-tuned MiniLM) or MobileCLIP (``mobileclip_finetune``:
+the top of both towers, rebuilt from the checkpoint the base's card records, reparameterized and exported).
 """
 
 from __future__ import annotations
@@ -26,29 +30,19 @@ from core.model_store import ModelStore
 from core.tagging import default_vocabulary
 from trainer.package import finalize_package, install_package, staging_dir
 from trainer.train.album import Album, AlbumPhoto, read_album, split_album
-from trainer.train.album_export import write_album_package
-from trainer.train.album_reinforce import (
-    SYN_TEMPLATE,
-    AlbumReinforcement,
-    build_album_dataset,
-    cache_key,
-    label_prompts,
-    load_album_dataset,
-)
-from trainer.train.album_student import (
-    AlbumStudent,
-    FinetuneError,
-    base_text_state,
-    load_base_text_encoder,
-    teacher_scale,
-)
+from trainer.train.album_reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
+from trainer.train.album_student import FinetuneError, teacher_scale
 from trainer.train.config import TrainConfig
-from trainer.train.data import ReinforcedTensors
-from trainer.train.evaluate import agreement, album_metrics, concept_ranks, zero_shot
+from trainer.train.distributed import DistInfo, pick_device
+from trainer.train.evaluate import agreement, album_metrics, concept_ranks
 from trainer.train.loop import train
+from trainer.train.mobileclip_finetune import MobileCLIPTuner, is_mobileclip
+from trainer.train.starter_tuner import StarterTuner, caption_tokens, student_data, val_evaluator
 
 Log = Callable[[str], None]
-DEFAULT_STEPS = 300  # ~1 minute of training on 2 CPU cores at batch 32; see README for the measured curve
+DEFAULT_STEPS = StarterTuner.default_steps
+# bench/train_efficiency.py drives the starter's student directly under these names.
+_tokens, _student_data, _val_evaluator = caption_tokens, student_data, val_evaluator
 
 
 @dataclass
@@ -60,7 +54,9 @@ class FinetuneOptions:
     teach new words: no teacher knows "Miso", so distilling on the label prompts pulls the student back to the
     teachers' ignorance. Album fine-tuning therefore learns the labels contrastively (``lam = 0``) and distils the
     teachers on the synthetic captions (``lam_syn = 1``), which keeps the generic knowledge (see the README for
-    the measurements). ``lr`` 1e-4 with 10% warm-up is the usual BERT fine-tuning rate.
+    the measurements). ``lr`` and ``steps`` default to the base family's values (starter: 1e-4, the usual BERT
+    fine-tuning rate, and 300 steps; MobileCLIP: 3e-5 and 100 steps), with 10% warm-up. ``train_layers`` top text
+    layers train in both families; ``image_blocks`` trailing image trunk blocks train in a MobileCLIP base.
     """
 
     base: str | None = None
@@ -68,12 +64,13 @@ class FinetuneOptions:
     steps: int | None = None
     epochs: int | None = None
     batch_size: int = 32
-    lr: float = 1e-4
+    lr: float | None = None
     weight_decay: float = 0.05
     lam: float = 0.0
     lam_syn: float = 1.0
     use_syn: bool = True
     train_layers: int = 2
+    image_blocks: int = 2
     augmentations: int = 4
     synthetic: int = 3
     teachers: Sequence[str] | None = None
@@ -163,51 +160,35 @@ def _teachers(store: ModelStore, base: ModelPackage, wanted: Sequence[str] | Non
     return out
 
 
-def _tokens(base: ModelPackage, texts: Sequence[str]) -> torch.Tensor:
-    return torch.from_numpy(base.tokenizer(list(texts))["input_ids"])
-
-
-def _student_data(reinf: AlbumReinforcement, base: ModelPackage, student: AlbumStudent) -> ReinforcedTensors:
-    """The student's view: frozen-trunk outputs are the base teacher's columns; texts are caption-table rows."""
-    student.cache_captions(_tokens(base, reinf.captions))
-    cols = reinf.columns(base.id)
-    return ReinforcedTensors(
-        inputs=reinf.image_emb[:, :, cols].contiguous(),
-        image_emb=reinf.image_emb,
-        caption_tokens=torch.arange(len(reinf.captions)),
-        caption_emb=reinf.caption_emb,
-        real=reinf.real,
-        syn=reinf.syn,
-        labels=reinf.labels,
-        keys=reinf.keys,
-    )
-
-
-def _val_evaluator(base: ModelPackage, val_base: np.ndarray, truth: list[int], labels: list[str]):
-    """Zero-shot accuracy of the torch student on the validation photos, for the training curves."""
-    prompts = [p for label in labels for p in label_prompts(label)]
-    tokens = _tokens(base, prompts)
-    inputs = torch.from_numpy(val_base)
-
-    @torch.no_grad()
-    def evaluate(student: AlbumStudent) -> dict[str, float]:
-        device = student.logit_scale.device
-        images = student.encode_image(inputs.to(device)).float().cpu().numpy()
-        texts = torch.nn.functional.normalize(student.encode_text(tokens.to(device)).float(), dim=-1).cpu().numpy()
-        matrix = texts.reshape(len(labels), -1, texts.shape[-1]).mean(axis=1)
-        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-        scores = zero_shot(images, matrix, truth, labels)
-        return {"val_accuracy": scores["accuracy"], "val_balanced_accuracy": scores["balanced_accuracy"]}
-
-    return evaluate
-
-
-def _steps(options: FinetuneOptions, n_train: int, batch: int) -> int:
+def _steps(options: FinetuneOptions, n_train: int, batch: int, default: int) -> int:
     if options.steps is not None:
         return options.steps
     if options.epochs is not None:
         return max(1, options.epochs * max(1, n_train // batch))
-    return DEFAULT_STEPS
+    return default
+
+
+def _tuner(base: ModelPackage, library: Path, options: FinetuneOptions, log: Log) -> StarterTuner | MobileCLIPTuner:
+    """The family-specific part of fine-tuning ``base``; raises FinetuneError for a base that cannot be trained."""
+    if is_mobileclip(base):
+        return MobileCLIPTuner(
+            base, library, image_blocks=options.image_blocks, text_layers=options.train_layers, log=log
+        )
+    return StarterTuner(base, options.train_layers)
+
+
+def _lineage(base: ModelPackage) -> list[dict]:
+    """The chain of models this one descends from, oldest first, ending with its base."""
+    earlier = base.card.provenance.get("lineage")
+    checkpoint = base.card.provenance.get("checkpoint")
+    album = base.card.provenance.get("album")
+    return [*(earlier if isinstance(earlier, list) else []), {
+        "id": base.id,
+        "name": base.card.name,
+        "built_by": base.card.provenance.get("built_by"),
+        "checkpoint_sha256": checkpoint.get("sha256") if isinstance(checkpoint, dict) else None,
+        "album": album.get("name") if isinstance(album, dict) else None,
+    }]  # fmt: skip
 
 
 def _default_base(store: ModelStore) -> str:
@@ -240,8 +221,10 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
     album, images = read_album(Path(album_dir))  # a bad album fails before any model loads
     store = ModelStore(Path(library))
     base = store.load(options.base or _default_base(store))
-    text = load_base_text_encoder(base)  # a base we cannot train fails before any teacher runs
     model_id = _model_id(options, base.id, album, store)
+    mark = time.perf_counter()
+    tuner = _tuner(base, store.library, options, log)  # a base we cannot train fails before any teacher runs
+    timings["load_base_s"] = time.perf_counter() - mark
     train_photos, val_photos = split_album(album, options.val_fraction, options.seed)
     images = {p.path: images[p.path] for p in val_photos}  # the reinforcement reads training photos from disk
     labels = album.labels
@@ -273,33 +256,37 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
     before = album_metrics(val_base, base.embed_texts, lambda q: base.embed_texts(q, as_query=True), truth, labels)
     timings["evaluate_base_s"] = time.perf_counter() - mark
 
-    student = AlbumStudent(text, base.dim, options.train_layers, logit_scale=teacher_scale(base))
-    data = _student_data(reinf, base, student)
+    mark = time.perf_counter()
+    device = pick_device(options.device)
+    student, data = tuner.student_data(reinf, dataset_dir, device, log)
+    evaluate = tuner.evaluator(val_images, val_base, truth, labels)
+    timings["prepare_student_s"] = time.perf_counter() - mark
     batch = min(options.batch_size, len(data))
-    steps = _steps(options, len(data), batch)
+    steps = _steps(options, len(data), batch, tuner.default_steps)
+    lr = options.lr if options.lr is not None else tuner.default_lr
     work = store.library / "cache" / "finetune" / model_id
     shutil.rmtree(work, ignore_errors=True)  # a fresh run: never resume another album's checkpoint
     cfg = TrainConfig(
-        out_dir=str(work), steps=steps, batch_size=batch, lr=options.lr, weight_decay=options.weight_decay,
+        out_dir=str(work), steps=steps, batch_size=batch, lr=lr, weight_decay=options.weight_decay,
         warmup=max(1, steps // 10), w_clip=1.0 - options.lam, w_kd=options.lam,
         syn_w_clip=1.0 - options.lam_syn, syn_w_kd=options.lam_syn, use_syn=options.use_syn, seed=options.seed,
         device=options.device, progress=options.progress, log_every=1, checkpoint_every=0,
         eval_every=max(1, steps // 10), resume=False,
     )  # fmt: skip
     mark = time.perf_counter()
-    result = train(
-        student, data, cfg, teachers=reinf.teachers, evaluate=_val_evaluator(base, val_base, truth, labels), log=log
-    )
+    info = DistInfo(device=device)  # one process, on the GPU when there is one (device 'auto')
+    result = train(student, data, cfg, teachers=reinf.teachers, info=info, evaluate=evaluate, log=log)
     timings["train_s"] = time.perf_counter() - mark
     student.cpu().eval()
+    (work / "last.pt").unlink(missing_ok=True)  # the run is complete; the package (and its checkpoint) is the result
 
     mark = time.perf_counter()
     staged = staging_dir(store.install_dir, model_id)
     try:
-        check_pixels = np.stack([base.preprocess(image) for image in val_images[:4]])
         provenance = {
             "built_by": "python -m trainer finetune",
             "base": {"id": base.id, "files": base.card.files},
+            "lineage": _lineage(base),
             "album": {"name": album.root.resolve().name, "sha256": album.digest(), "labels": labels},
             "split": {"train": len(train_photos), "validation": len(val_photos), "seed": options.seed},
             "steps": result.step,
@@ -311,17 +298,11 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
         }
         architecture = {
             **base.card.architecture,
-            "finetune": {
-                "base": base.id,
-                "image": "base image encoder followed by a learnt linear map (I + W)",
-                "text": f"top {options.train_layers} MiniLM layers fine-tuned",
-                "labels": labels,
-            },
+            "finetune": {"base": base.id, "family": tuner.family, **tuner.describe(), "labels": labels},
         }
-        card = write_album_package(
-            student, base, staged, model_id=model_id, name=f"{base.card.name} + album '{album.root.resolve().name}'",
-            architecture=architecture, provenance=provenance, metrics={}, previous_text_state=base_text_state(base),
-            check_pixels=check_pixels,
+        card = tuner.write_package(
+            staged, model_id=model_id, name=f"{base.card.name} + album '{album.root.resolve().name}'",
+            architecture=architecture, provenance=provenance, check_images=val_images,
         )  # fmt: skip
         timings["export_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
@@ -339,7 +320,9 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
         package_dir = install_package(staged, store.install_dir, model_id)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
+        tuner.abort()
         raise
+    tuner.commit()
     if options.activate:
         store.set_active(model_id)
     return FinetuneReport(

@@ -4,25 +4,33 @@ The student is ``create_model(cfg.model)``, initialised from ``cfg.init`` (an of
 given; every parameter trains. Data: ``trainer.reinforce.reader.ReinforcedDataset`` over ``cfg.data`` (a dataset
 folder with a card, ours or DataCompDR joined with its images), augmentations replayed at the student's resolution
 and normalisation; teachers and their scales come from the dataset card (``cfg.teacher_scales`` overrides).
-The final weights (EMA when enabled) are written as ``model.safetensors`` in the checkpoint layout, which
-``python -m trainer import`` turns into a model package.
+The final weights (EMA when enabled) are written as ``model.safetensors`` in the checkpoint layout. With
+``export`` (config ``export = true`` or ``"ID"``, or ``--export [ID]``) the run then ends in a model package the app
+loads: ``export_trained`` reparameterizes and exports those weights into the library (``library`` / ``--library``)
+and keeps them in its ``checkpoints/`` folder, so the package can be fine-tuned on an album later.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import shutil
+import tomllib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from core.tokenizers.clip_bpe import ClipBpeTokenizer, bundled_vocab_path
-from trainer.train.config import TrainConfig
+from trainer.train.config import TrainConfig, config_from_dict
 from trainer.train.data import Batch, StreamSource
 from trainer.train.distributed import DistInfo, init_distributed, shutdown
 from trainer.train.loop import TrainResult, train
 from trainer.train.loss import Teacher
+from trainer.train.metrics import read_metrics
 from trainer.train.state import ModelEMA
 
 WEIGHTS_FILE = "model.safetensors"
@@ -112,3 +120,108 @@ def _save_weights(student: torch.nn.Module, result: TrainResult, out: Path) -> P
     path = out / WEIGHTS_FILE
     save_file(state, str(path))
     return path
+
+
+# --- ending a run in a model package ---------------------------------------------------------------------------------
+
+EXPORT_KEYS = ("export", "library")  # settings of the run, not of the loop: TrainConfig does not carry them
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Whether a run ends by exporting a model package: ``model_id`` (None: no export, ``""``: the default id
+    ``<model>-<out_dir name>``) and the library to install it in (None: the default library)."""
+
+    model_id: str | None = None
+    library: str | None = None
+
+    def resolved_id(self, cfg: TrainConfig) -> str | None:
+        """The package id to export as, or None when no export was asked for."""
+        if self.model_id is None:
+            return None
+        from trainer.models.clip import model_info
+
+        default = f"{model_info(cfg.model).name}-{re.sub(r'[^a-z0-9._-]+', '-', Path(cfg.out_dir).name.lower())}"
+        model_id = self.model_id or default.strip("-._")[:64]
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", model_id):  # the model card's id rule
+            raise ValueError(f"package id {model_id!r} must be lower-case letters, digits, '.', '_' or '-'")
+        return model_id
+
+
+def load_run_config(path: Path) -> tuple[TrainConfig, ExportSettings]:
+    """Read a ``.json`` or ``.toml`` training config (``load_config``'s rules) plus its ``export`` and ``library``
+    settings. ``export`` is ``true`` / ``false`` or the package id. Raises ValueError for unknown or bad settings."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        data = tomllib.loads(text)
+        data = data.get("train", data)
+    elif path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        raise ValueError(f"{path}: a config must be a .json or .toml file")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the config must be a table / object")
+    data = dict(data)
+    export, library = data.pop("export", False), data.pop("library", None)
+    if not isinstance(export, bool | str) or not isinstance(library, str | None):
+        raise ValueError(f"{path}: 'export' must be true, false or a model id, and 'library' a folder")
+    settings = ExportSettings("" if export is True else export or None, library)
+    return config_from_dict(data, str(path)), settings
+
+
+def export_trained(
+    cfg: TrainConfig,
+    model_id: str,
+    library: Path,
+    result: TrainResult | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Export the finished run's ``model.safetensors`` as the model package ``model_id`` in ``library``.
+
+    The weights are kept as ``<library>/checkpoints/<id>.safetensors`` and recorded in the card (what album
+    fine-tuning rebuilds the model from); the card carries the run's config, data, teachers and final training
+    metrics. Returns the installed package folder; raises FileNotFoundError when the run has not finished.
+    """
+    from core.model_card import sha256_file
+    from core.model_store import ModelStore
+    from trainer.checkpoints import load_checkpoint
+    from trainer.mobileclip_export import checkpoint_record, keep_checkpoint, write_mobileclip_package
+    from trainer.package import finalize_package, install_package, staging_dir
+    from trainer.reinforce.reader import read_card
+
+    weights = Path(cfg.out_dir) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing: the run has not finished, so there is nothing to export")
+    loaded = load_checkpoint(weights, cfg.model)
+    store = ModelStore(Path(library))
+    sha = sha256_file(weights)
+    kept = keep_checkpoint(weights, store.library, sha, name=f"{model_id}.safetensors")
+    info = loaded.model.info
+    checkpoint = {**checkpoint_record(kept, store.library, sha), "file_layout": info.layout, "variant": info.name}
+    records = read_metrics(Path(cfg.out_dir) / "metrics.jsonl")
+    last = next((r for r in reversed(records) if "loss" in r), {})
+    data_card = read_card(Path(cfg.data)) if cfg.data else {}
+    init = checkpoint_record(Path(cfg.init), None) if cfg.init else None
+    provenance = {
+        "built_by": "python -m trainer train",
+        "checkpoint": checkpoint,
+        "init": init,
+        "lineage": [{"id": None, "checkpoint": init["file"], "checkpoint_sha256": init["sha256"]}] if init else [],
+        "data": {"path": str(Path(cfg.data).resolve()) if cfg.data else None, "samples": data_card.get("samples")},
+        "teachers": [t.get("id") for t in data_card.get("teachers", []) if isinstance(t, dict)],
+        "steps": result.step if result is not None else last.get("step"),
+        "config": cfg.to_dict(),
+    }
+    metrics = {k: last[k] for k in ("step", "loss", "clip", "kd", "clip_syn", "kd_syn", "acc") if k in last}
+    staged = staging_dir(store.install_dir, model_id)
+    try:
+        card = write_mobileclip_package(
+            loaded.model, staged, model_id=model_id, name=f"{info.display} ({Path(cfg.out_dir).name})",
+            provenance=provenance, metrics={"final_training": metrics}, log=log,
+        )  # fmt: skip
+        finalize_package(staged, card)
+        return install_package(staged, store.install_dir, model_id)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
