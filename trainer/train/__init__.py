@@ -5,7 +5,9 @@ accumulation, clipping, bf16, EMA, exact resume, DDP), ``data`` (batch sources),
 (checkpoints, RNG, EMA), ``metrics`` (JSONL + PNG), ``config`` and ``run`` (``python -m trainer train CONFIG``).
 
 Album fine-tuning (``python -m trainer finetune ./album``): ``album`` (validation, split), ``album_reinforce``
-(the album's reinforced dataset via ``trainer.reinforce``), ``album_student`` (what trains), ``album_export``
-(the package), ``evaluate`` (before/after metrics), ``finetune`` (the pipeline). ``cli`` registers both commands.
+(the album's reinforced dataset via ``trainer.reinforce``), ``finetune`` (the shared pipeline), ``evaluate``
+(before/after metrics); per base family: ``starter_tuner`` + ``album_student`` + ``album_export`` (the starter) and
+``mobileclip_finetune`` + ``mobileclip_student`` (MobileCLIP bases, rebuilt from the checkpoint their card keeps).
+``cli`` registers ``train`` and ``finetune``.
 Importing this package does not import torch; its modules do.
 """
