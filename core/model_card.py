@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 RESIZE_MODES = ("shortest", "squash")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
 TOKENIZER_KINDS = ("clip-bpe", "wordpiece")
-_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MODEL_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
             f"{where}: model card format {version} is not supported (this PhotoSeek reads {FORMAT_VERSION})"
         )
     model_id = _require(data, "id", str, where)
-    if not _ID_PATTERN.match(model_id):
+    if not MODEL_ID_PATTERN.match(model_id):
         raise ModelPackageError(f"{where}: model id '{model_id}' must be lower-case letters, digits, '.', '_' or '-'")
     tokenizer = _require(data, "tokenizer", dict, where)
     kind = _require(tokenizer, "kind", str, where)

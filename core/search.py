@@ -125,7 +125,7 @@ class SearchEngine:
         if min_score is not None:
             mask &= scores >= min_score
         scores = np.where(mask, scores, -np.inf)
-        order = [i for i in top_k(scores, min(top, int(mask.sum())))]
+        order = list(top_k(scores, min(top, int(mask.sum()))))
         if sort == "date" or ranked is None:
             order.sort(key=lambda i: -self.dates[i])
         return [SearchHit(self.paths[i], float(scores[i]), float(self.dates[i])) for i in order]

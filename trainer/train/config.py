@@ -95,8 +95,8 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig
     return TrainConfig(**data)
 
 
-def load_config(path: Path) -> TrainConfig:
-    """Read a ``.json`` or ``.toml`` config file (a ``[train]`` table in TOML is also accepted)."""
+def read_config_table(path: Path) -> dict[str, Any]:
+    """The settings table of a ``.json`` or ``.toml`` config file (a ``[train]`` table in TOML is also accepted)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".toml":
@@ -108,4 +108,9 @@ def load_config(path: Path) -> TrainConfig:
         raise ValueError(f"{path}: a config must be a .json or .toml file")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the config must be a table / object")
-    return config_from_dict(data, str(path))
+    return dict(data)
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read a ``.json`` or ``.toml`` config file into a TrainConfig."""
+    return config_from_dict(read_config_table(path), str(path))

@@ -13,10 +13,8 @@ and keeps them in its ``checkpoints/`` folder, so the package can be fine-tuned 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import shutil
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +22,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from core.model_card import MODEL_ID_PATTERN
 from core.tokenizers.clip_bpe import ClipBpeTokenizer, bundled_vocab_path
-from trainer.train.config import TrainConfig, config_from_dict
+from trainer.train.config import TrainConfig, config_from_dict, read_config_table
 from trainer.train.data import Batch, StreamSource
 from trainer.train.distributed import DistInfo, init_distributed, shutdown
 from trainer.train.loop import TrainResult, train
@@ -143,7 +142,7 @@ class ExportSettings:
 
         default = f"{model_info(cfg.model).name}-{re.sub(r'[^a-z0-9._-]+', '-', Path(cfg.out_dir).name.lower())}"
         model_id = self.model_id or default.strip("-._")[:64]
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", model_id):  # the model card's id rule
+        if not MODEL_ID_PATTERN.match(model_id):
             raise ValueError(f"package id {model_id!r} must be lower-case letters, digits, '.', '_' or '-'")
         return model_id
 
@@ -151,18 +150,7 @@ class ExportSettings:
 def load_run_config(path: Path) -> tuple[TrainConfig, ExportSettings]:
     """Read a ``.json`` or ``.toml`` training config (``load_config``'s rules) plus its ``export`` and ``library``
     settings. ``export`` is ``true`` / ``false`` or the package id. Raises ValueError for unknown or bad settings."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".toml":
-        data = tomllib.loads(text)
-        data = data.get("train", data)
-    elif path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        raise ValueError(f"{path}: a config must be a .json or .toml file")
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: the config must be a table / object")
-    data = dict(data)
+    data = read_config_table(path)
     export, library = data.pop("export", False), data.pop("library", None)
     if not isinstance(export, bool | str) or not isinstance(library, str | None):
         raise ValueError(f"{path}: 'export' must be true, false or a model id, and 'library' a folder")
