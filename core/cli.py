@@ -1,6 +1,10 @@
 """Headless command line: `python -m core COMMAND ...` (see `--help`). Every command takes `--library` and `--json`.
 
 Exit codes: 0 success, 1 error, 2 bad usage, 3 no model installed, 130 interrupted.
+
+Paths are printed, in text and in JSON alike, as `pathtext.display` writes them: unchanged for any name that is
+valid UTF-8, and with each byte of a name that is not written as `\\xNN` (e.g. `caf\\xe9.jpg`), so the output is
+always valid UTF-8 / JSON. Such a display path names the file for people; it does not open it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from core.library import Library
 from core.model_card import verify_files
 from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
 from core.paths import LIBRARY_ENV
+from core.pathtext import display
 from core.search import SORTS, SearchHit
 from core.tagging import Tagger
 from core.xmp import SIDECAR_STYLES
@@ -90,6 +95,12 @@ def _emit(args: argparse.Namespace, data: object, text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
 
+def _report_data(report: IndexReport) -> dict[str, object]:
+    data = asdict(report)
+    data["failures"] = [[display(path), display(reason)] for path, reason in report.failures]
+    return data
+
+
 def _ensure_model(library: Library) -> None:
     """Build the starter first when nothing is installed and the trainer can (else NoModelError says what to run)."""
     try:
@@ -116,15 +127,16 @@ def _cmd_index(args: argparse.Namespace, library: Library) -> int:
         f"{report.found} photos found: {report.indexed} indexed, {report.unchanged} unchanged, {report.moved} moved, "
         f"{report.failed} unreadable, {report.removed} removed ({report.seconds:.1f} s, {rate:.1f} photos/s)"
     )
-    text += "".join(f"\n  skipped {path}: {reason}" for path, reason in report.failures)
-    _emit(args, {**asdict(report), "model": library.store.active_id()}, text)
+    text += "".join(f"\n  skipped {display(path)}: {display(reason)}" for path, reason in report.failures)
+    _emit(args, {**_report_data(report), "model": library.store.active_id()}, text)
     return 0
 
 
 def _print_hits(args: argparse.Namespace, hits: list[SearchHit], empty_library: bool) -> int:
     if empty_library and not args.json:
         print("The library is empty: add photos with `python -m core index FOLDER`.", file=sys.stderr)
-    _emit(args, [asdict(h) for h in hits], "\n".join(f"{h.score:.3f}  {h.path}" for h in hits))
+    rows = [{**asdict(h), "path": display(h.path)} for h in hits]
+    _emit(args, rows, "\n".join(f"{h.score:.3f}  {display(h.path)}" for h in hits))
     return 0
 
 
@@ -176,6 +188,7 @@ def _cmd_vocab(args: argparse.Namespace, library: Library) -> int:
 
 def _cmd_export_xmp(args: argparse.Namespace, library: Library) -> int:
     failures = library.export_xmp(args.paths or None, style=args.style)
+    failures = [(display(path), display(reason)) for path, reason in failures]
     for path, reason in failures:
         print(f"error: {path}: {reason}", file=sys.stderr)
     _emit(args, {"failed": [{"path": p, "reason": r} for p, r in failures]}, f"done, {len(failures)} failed")
@@ -189,7 +202,7 @@ def _cmd_watch(args: argparse.Namespace, library: Library) -> int:
 
     def on_report(update: IndexReport) -> None:
         line = (
-            asdict(update)
+            _report_data(update)
             if args.json
             else f"indexed {update.indexed}, removed {update.removed}, failed {update.failed}"
         )
@@ -202,7 +215,7 @@ def _cmd_watch(args: argparse.Namespace, library: Library) -> int:
 
 def _cmd_errors(args: argparse.Namespace, library: Library) -> int:
     with library.open_index() as index:
-        errors = index.errors()
+        errors = [(display(path), display(reason)) for path, reason in index.errors()]
     _emit(args, [{"path": p, "reason": r} for p, r in errors], "\n".join(f"{p}: {r}" for p, r in errors))
     return 0
 
@@ -210,9 +223,9 @@ def _cmd_errors(args: argparse.Namespace, library: Library) -> int:
 def _cmd_stats(args: argparse.Namespace, library: Library) -> int:
     with library.open_index() as index:
         stats = {
-            "library": str(library.path),
+            "library": display(str(library.path)),
             "photos": index.photo_count(),
-            "folders": index.folders(),
+            "folders": [display(f) for f in index.folders()],
             "embeddings": dict(index.conn.execute("SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id")),
             "tags": len(Tagger(index).tag_counts()),
             "errors": len(index.errors()),
@@ -234,7 +247,13 @@ def _cmd_models(args: argparse.Namespace, library: Library) -> int:
         except NoModelError:
             active = None
         rows = [
-            {"id": m.id, "name": m.card.name, "dim": m.card.embedding_dim, "location": m.location, "path": str(m.dir)}
+            {
+                "id": m.id,
+                "name": m.card.name,
+                "dim": m.card.embedding_dim,
+                "location": m.location,
+                "path": display(str(m.dir)),
+            }
             | {"active": m.id == active}
             for m in store.list()
         ]
@@ -273,10 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, Library(args.library))
     except NoModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {display(str(exc))}", file=sys.stderr)
         return EXIT_NO_MODEL
-    except PhotoSeekError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except PhotoSeekError as exc:  # a message may quote a path that is not UTF-8
+        print(f"error: {display(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: finished batches are saved; run the same command again to continue", file=sys.stderr)

@@ -2,6 +2,9 @@
 
 One row per photo file (path, size, mtime), one embedding per (photo, model), and the reason for
 every file that could not be read. WAL mode lets a search read while an indexer writes.
+
+Paths go in through `pathtext.to_db` and come out through `pathtext.from_db`, so callers always deal in real
+OS paths (names that are not UTF-8 included) while the database holds valid UTF-8 text.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 
 from core.errors import LibraryError
 from core.metadata import PhotoMeta
+from core.pathtext import display, error_key, from_db, to_db
 
 DB_FILE = "index.sqlite3"
 
@@ -157,7 +161,7 @@ class PhotoIndex:
     def file_states(self) -> dict[str, FileState]:
         """Every indexed path with its id, size and mtime."""
         rows = self.conn.execute("SELECT path, id, size, mtime_ns FROM photos")
-        return {path: FileState(pid, size, mtime) for path, pid, size, mtime in rows}
+        return {from_db(path): FileState(pid, size, mtime) for path, pid, size, mtime in rows}
 
     def embedded_ids(self, model_id: str) -> set[int]:
         """Ids of the photos that already have an embedding from this model."""
@@ -165,7 +169,8 @@ class PhotoIndex:
 
     def photos_after(self, after_id: int = 0) -> list[tuple[int, str]]:
         """(id, path) of photos added after `after_id`, in id order (for views that grow while indexing)."""
-        return self.conn.execute("SELECT id, path FROM photos WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+        rows = self.conn.execute("SELECT id, path FROM photos WHERE id > ? ORDER BY id", (after_id,))
+        return [(pid, from_db(path)) for pid, path in rows]
 
     def photo_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
@@ -181,7 +186,7 @@ class PhotoIndex:
         if len(blob) != len(rows) * dim * 4:
             raise LibraryError(f"embeddings of model '{model_id}' do not all have {dim} values: re-index the library")
         matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), dim).copy()
-        return matrix, np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+        return matrix, np.array([r[0] for r in rows], dtype=np.int64), [from_db(r[1]) for r in rows]
 
     def photo_facts(self, ids: Iterable[int]) -> list[tuple[float, str | None]]:
         """(date, camera) per photo id, in the given order; the date is when it was taken, else its mtime."""
@@ -195,23 +200,30 @@ class PhotoIndex:
         """Everything the index knows about one photo (for the photo view and `tags`), or None."""
         self.conn.row_factory = sqlite3.Row
         try:
-            row = self.conn.execute("SELECT * FROM photos WHERE path = ?", (path,)).fetchone()
+            row = self.conn.execute("SELECT * FROM photos WHERE path = ?", (to_db(path),)).fetchone()
         finally:
             self.conn.row_factory = None
-        return dict(row) if row is not None else None
+        return None if row is None else {**dict(row), "path": from_db(row["path"])}
+
+    def photo_id(self, path: str) -> int | None:
+        """The id of an indexed photo, or None."""
+        row = self.conn.execute("SELECT id FROM photos WHERE path = ?", (to_db(path),)).fetchone()
+        return None if row is None else row[0]
 
     def folders(self) -> list[str]:
         """Library folders the user added, in the order added."""
-        return [r[0] for r in self.conn.execute("SELECT path FROM folders ORDER BY added_at, path")]
+        return [from_db(r[0]) for r in self.conn.execute("SELECT path FROM folders ORDER BY added_at, path")]
 
     def add_folders(self, paths: Iterable[str]) -> None:
         with self.transaction():
             self.conn.executemany(
-                "INSERT OR IGNORE INTO folders(path, added_at) VALUES (?, ?)", [(p, time.time()) for p in paths]
+                "INSERT OR IGNORE INTO folders(path, added_at) VALUES (?, ?)", [(to_db(p), time.time()) for p in paths]
             )
 
     def remove_folder(self, path: str) -> int:
         """Forget a library folder and every photo under it; returns how many photos were forgotten."""
+        # to_db maps character for character, so the prefix of the mapped text is the mapped prefix.
+        path = to_db(path)
         prefix = path.rstrip(os.sep) + os.sep
         with self.transaction():
             self.conn.execute("DELETE FROM folders WHERE path = ?", (path,))
@@ -222,15 +234,17 @@ class PhotoIndex:
         return removed
 
     def failed_states(self) -> dict[str, tuple[int | None, int | None]]:
-        """(size, mtime_ns) of each file that failed, to avoid retrying an unchanged broken file."""
+        """(size, mtime_ns) of each file that failed, by `pathtext.error_key`, to avoid retrying an unchanged
+        broken file."""
         return {
-            path: (size, mtime)
+            from_db(path): (size, mtime)
             for path, size, mtime in self.conn.execute("SELECT path, size, mtime_ns FROM scan_errors")
         }
 
     def errors(self) -> list[tuple[str, str]]:
-        """(path, reason) of every file that could not be indexed, by path."""
-        return self.conn.execute("SELECT path, reason FROM scan_errors ORDER BY path").fetchall()
+        """(path, reason) of every file that could not be indexed, by path (`pathtext.error_key` of the file)."""
+        rows = self.conn.execute("SELECT path, reason FROM scan_errors ORDER BY path")
+        return [(from_db(path), reason) for path, reason in rows]
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -242,14 +256,17 @@ class PhotoIndex:
         failures: Iterable[tuple[str, str, int | None, int | None]] = (),
     ) -> list[int]:
         """Store one batch in a single transaction: photos with their embeddings, and (path, reason, size,
-        mtime_ns) failures. A crash loses at most this batch. Returns the photos' ids."""
+        mtime_ns) failures. A crash loses at most this batch. Returns the photos' ids.
+
+        Every photo path must be one `pathtext.to_db` accepts; a failure is recorded under its `error_key`."""
         now = time.time()
         ids = []
         with self.transaction():
             for photo, vector in zip(photos, vectors, strict=True):
                 # A changed file invalidates what other models made of its old content.
+                key = to_db(photo.path)
                 old = self.conn.execute(
-                    "SELECT id FROM photos WHERE path = ? AND content_hash IS NOT ?", (photo.path, photo.content_hash)
+                    "SELECT id FROM photos WHERE path = ? AND content_hash IS NOT ?", (key, photo.content_hash)
                 ).fetchone()
                 if old is not None:
                     self.conn.execute("DELETE FROM embeddings WHERE photo_id = ?", old)
@@ -263,7 +280,7 @@ class PhotoIndex:
                     "taken_at = excluded.taken_at, camera = excluded.camera, gps_lat = excluded.gps_lat, "
                     "gps_lon = excluded.gps_lon RETURNING id",
                     (
-                        photo.path,
+                        key,
                         photo.size,
                         photo.mtime_ns,
                         now,
@@ -280,17 +297,19 @@ class PhotoIndex:
                     "INSERT OR REPLACE INTO embeddings(photo_id, model_id, vector) VALUES (?, ?, ?)",
                     (photo_id, model_id, np.ascontiguousarray(vector, dtype=np.float32).tobytes()),
                 )
-                self.conn.execute("DELETE FROM scan_errors WHERE path = ?", (photo.path,))
+                self.conn.execute("DELETE FROM scan_errors WHERE path = ?", (key,))
                 ids.append(photo_id)
             for path, reason, size, mtime_ns in failures:
                 self.conn.execute(
                     "INSERT OR REPLACE INTO scan_errors(path, reason, size, mtime_ns, at) VALUES (?, ?, ?, ?, ?)",
-                    (path, reason, size, mtime_ns, now),
+                    # A reason may quote the path: keep it valid text (display) so SQLite can store it.
+                    (to_db(error_key(path)), display(reason), size, mtime_ns, now),
                 )
         return ids
 
     def move_photo(self, old_path: str, new_path: str, size: int, mtime_ns: int) -> None:
         """Record that a photo was moved or renamed: it keeps its id, embeddings and tags."""
+        old_path, new_path = to_db(old_path), to_db(new_path)
         with self.transaction():
             self.conn.execute("DELETE FROM photos WHERE path = ?", (new_path,))
             self.conn.execute(
@@ -302,7 +321,7 @@ class PhotoIndex:
         """(size, content_hash) of the given indexed paths."""
         result = {}
         for path in paths:
-            row = self.conn.execute("SELECT size, content_hash FROM photos WHERE path = ?", (path,)).fetchone()
+            row = self.conn.execute("SELECT size, content_hash FROM photos WHERE path = ?", (to_db(path),)).fetchone()
             if row is not None:
                 result[path] = (row[0], row[1])
         return result
@@ -312,8 +331,11 @@ class PhotoIndex:
         removed = 0
         with self.transaction():
             for path in paths:
-                removed += self.conn.execute("DELETE FROM photos WHERE path = ?", (path,)).rowcount
-                self.conn.execute("DELETE FROM scan_errors WHERE path = ?", (path,))
+                recorded = error_key(path)
+                key = to_db(recorded)
+                if recorded == path:  # a name the index refuses is never a photo, but it may have an error
+                    removed += self.conn.execute("DELETE FROM photos WHERE path = ?", (key,)).rowcount
+                self.conn.execute("DELETE FROM scan_errors WHERE path = ?", (key,))
         return removed
 
     def transaction(self) -> _Transaction:

@@ -19,6 +19,7 @@ import numpy as np
 from core.encoders import ModelPackage
 from core.errors import ImageDecodeError, PhotoSeekError
 from core.index_db import PhotoIndex, PhotoRecord
+from core.pathtext import error_key, to_db
 from core.preprocess import decode_photo, decode_side
 from core.scanning import PhotoFile, content_hash, scan
 from core.thumbnails import ThumbnailCache
@@ -44,6 +45,7 @@ class IndexReport:
 def _decode(
     model: ModelPackage, photo: PhotoFile, min_side: int, thumbnails: ThumbnailCache | None
 ) -> tuple[PhotoRecord, np.ndarray]:
+    to_db(photo.path)  # a name the index cannot store is refused before any decoding (UnstorablePathError)
     image, meta = decode_photo(Path(photo.path), min_side=min_side)
     if thumbnails is not None:
         try:
@@ -57,18 +59,6 @@ def _decode(
     return PhotoRecord(photo.path, photo.size, photo.mtime_ns, digest, meta), model.preprocess(image)
 
 
-def _storable(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def _readable(path: str) -> str:
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _under(path: str, roots: list[Path]) -> bool:
     return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
 
@@ -79,7 +69,7 @@ def _reconcile(index: PhotoIndex, roots: list[Path], files: list[PhotoFile]) -> 
     Returns (moved, removed). A moved photo keeps its id, embeddings and tags, so nothing is re-encoded.
     """
     states = index.file_states()
-    present = {f.path for f in files}
+    present = {error_key(f.path) for f in files}  # the keys errors are recorded under (a photo's own path)
     stale_errors = [path for path in index.failed_states() if path not in present and _under(path, roots)]
     if stale_errors:
         index.remove_paths(stale_errors)
@@ -90,8 +80,8 @@ def _reconcile(index: PhotoIndex, roots: list[Path], files: list[PhotoFile]) -> 
     gone_sizes = {size for size, _ in gone_by_key}
     moved = 0
     for photo in files:
-        if photo.path in states or photo.size not in gone_sizes:
-            continue
+        if photo.path in states or photo.size not in gone_sizes or error_key(photo.path) != photo.path:
+            continue  # known, no candidate, or a name the index refuses (its error is recorded when indexing)
         try:
             key = (photo.size, content_hash(photo.path, photo.size))
         except OSError:
@@ -129,19 +119,7 @@ def index_paths(
     report = IndexReport()
     files = list(scan(roots))
     report.found = len(files)
-    unnamed = [f for f in files if not _storable(f.path)]
-    files = [f for f in files if _storable(f.path)]
     report.moved, report.removed = _reconcile(index, [r.resolve() for r in roots], files)
-    if unnamed:  # SQLite stores UTF-8 text: such a path cannot be a key; record it under a readable name
-        reason = "the file name is not valid UTF-8: rename the file to index it"
-        index.save_batch(
-            model.id,
-            [],
-            np.zeros((0, model.dim), np.float32),
-            [(_readable(f.path), reason, None, None) for f in unnamed],
-        )
-        report.failed += len(unnamed)
-        report.failures.extend((_readable(f.path), reason) for f in unnamed)
 
     states = index.file_states()
     embedded = index.embedded_ids(model.id)
@@ -152,7 +130,7 @@ def index_paths(
         unchanged = state is not None and (state.size, state.mtime_ns) == (photo.size, photo.mtime_ns)
         if unchanged and state.photo_id in embedded:
             report.unchanged += 1
-        elif state is None and failed.get(photo.path) == (photo.size, photo.mtime_ns):
+        elif state is None and failed.get(error_key(photo.path)) == (photo.size, photo.mtime_ns):
             report.unchanged += 1  # same broken file as last time: do not retry it on every run
         else:
             todo.append(photo)
@@ -192,7 +170,7 @@ def index_paths(
                     record, views = future.result()
                     ok.append(record)
                     pixels.append(views)
-                except ImageDecodeError as exc:
+                except PhotoSeekError as exc:  # unreadable image, or a name the index cannot store
                     failures.append((photo.path, str(exc), photo.size, photo.mtime_ns))
                 except Exception as exc:  # a decoder bug on one odd file must not stop the whole run
                     failures.append((photo.path, f"{type(exc).__name__}: {exc}", photo.size, photo.mtime_ns))

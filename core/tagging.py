@@ -18,6 +18,7 @@ from core.encoders import ModelPackage
 from core.errors import LibraryError
 from core.index_db import PhotoIndex
 from core.paths import assets_dir
+from core.pathtext import display
 
 TAG_TEMPLATES = ("a photo of {}.", "{}", "a photo showing {}.", "a close-up photo of {}.")
 DEFAULT_Z = 2.5
@@ -155,10 +156,10 @@ class Tagger:
     # --- per photo -----------------------------------------------------------------------------
 
     def _photo_id(self, path: str) -> int:
-        row = self.conn.execute("SELECT id FROM photos WHERE path = ?", (path,)).fetchone()
-        if row is None:
-            raise LibraryError(f"{path} is not in the library")
-        return row[0]
+        photo_id = self.index.photo_id(path)
+        if photo_id is None:
+            raise LibraryError(f"{display(path)} is not in the library")
+        return photo_id
 
     def tags_of(self, path: str, include_rejected: bool = False) -> list[PhotoTag]:
         """Tags of one photo, user tags first, then by score."""

@@ -39,8 +39,9 @@ class AppController(QObject):
     index_started = Signal(str, str)  # kind, description for the user
     index_progress = Signal(object)  # IndexProgress
     index_finished = Signal(object)  # IndexOutcome
-    photo_tags = Signal(str, list)  # a photo's path and its tags (core PhotoTag), after loading or an edit
-    photo_tags_failed = Signal(str, str)  # a photo's path and why its tags could not be read or changed
+    # Photo paths travel as objects: a str signal would mangle the raw bytes of names that are not UTF-8.
+    photo_tags = Signal(object, list)  # a photo's path and its tags (core PhotoTag), after loading or an edit
+    photo_tags_failed = Signal(object, str)  # a photo's path and why its tags could not be read or changed
     library_changed = Signal(object)  # IndexReport of photos the folder watcher indexed or forgot
     watching = Signal(list)  # the folders watched now
     error = Signal(str)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.pathtext import display
 from desktop.file_actions import show_in_file_manager
 
 SHORTCUTS = (
@@ -72,13 +73,16 @@ def show_errors_dialog(parent: QWidget, rows: list[tuple[str, str]]) -> QDialog:
         if rows
         else "Every file in the library could be read."
     )
-    dialog = _table_dialog(parent, "Unreadable files", intro, ("File", "Reason"), rows)
+    shown = [(display(path), reason) for path, reason in rows]  # Qt text cannot hold the raw bytes of a name
+    dialog = _table_dialog(parent, "Unreadable files", intro, ("File", "Reason"), shown)
     dialog.setObjectName("errorsDialog")
     tree = dialog.findChild(QTreeWidget, "table")
     reveal = QPushButton("Show in File Manager")
     reveal.setEnabled(False)
     tree.currentItemChanged.connect(lambda item, _: reveal.setEnabled(item is not None))
-    reveal.clicked.connect(lambda: tree.currentItem() and show_in_file_manager(tree.currentItem().text(0)))
+    reveal.clicked.connect(
+        lambda: tree.currentItem() and show_in_file_manager(rows[tree.indexOfTopLevelItem(tree.currentItem())][0])
+    )
     dialog.findChild(QDialogButtonBox).addButton(reveal, QDialogButtonBox.ActionRole)
     dialog.show()
     return dialog
@@ -90,7 +94,7 @@ def confirm_remove_folder(parent: QWidget, folder: str, photo_count: int) -> boo
     box.setObjectName("confirmRemoveFolder")
     box.setIcon(QMessageBox.Question)
     box.setWindowTitle("Remove folder")
-    box.setText(f"Remove “{folder}” from the library?")
+    box.setText(f"Remove “{display(folder)}” from the library?")
     box.setInformativeText(
         f"PhotoSeek forgets its {photo_count:,} photo{'s' if photo_count != 1 else ''}, with their tags. "
         "The files stay where they are; add the folder again to bring them back."

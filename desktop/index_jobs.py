@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.pathtext import display
+
 
 @dataclass(frozen=True)
 class IndexProgress:
@@ -35,12 +37,12 @@ class IndexOutcome:
 def describe_job(kind: str, arg: Any) -> str:
     """What an index-type job does, for the progress panel (`arg`: its paths, folder or model id)."""
     if kind == "index":
-        names = ", ".join(Path(p).name or str(p) for p in arg[:3])
+        names = ", ".join(display(Path(p).name or str(p)) for p in arg[:3])
         return f"Indexing {names}" + ("…" if len(arg) > 3 else "")
     if kind == "rescan":
-        return f"Rescanning {Path(arg).name or arg}" if arg else "Rescanning the library"
+        return f"Rescanning {display(Path(arg).name or arg)}" if arg else "Rescanning the library"
     if kind == "remove":
-        return f"Removing {Path(arg).name or arg} from the library"
+        return f"Removing {display(Path(arg).name or arg)} from the library"
     if kind == "reembed":
         return f"Switching to model {arg}: embedding photos"
     return "Building the starter model (a few minutes)"

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from desktop.controller import AppController, IndexOutcome, PhotoList
 from desktop.dialogs import confirm_remove_folder, show_errors_dialog
 from desktop.empty_state import EmptyState
-from desktop.file_actions import open_file, show_in_file_manager
+from desktop.file_actions import local_path, open_file, show_in_file_manager
 from desktop.photo_grid import DEFAULT_THUMB, PhotoGridModel, PhotoGridView
 from desktop.photo_view import PhotoView
 from desktop.results_header import describe_results
@@ -33,7 +33,7 @@ from desktop.window_settings import restore_window_settings, save_window_setting
 
 def local_paths(urls: list[QUrl]) -> list[Path]:
     """The local files and folders among dropped URLs."""
-    return [Path(url.toLocalFile()) for url in urls if url.isLocalFile() and url.toLocalFile()]
+    return [Path(local_path(url)) for url in urls if url.isLocalFile() and url.toLocalFile()]
 
 
 class MainWindow(QMainWindow):

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.pathtext import display
 from desktop.file_actions import open_file, show_in_file_manager
 from desktop.thumbnail_loader import ThumbnailLoader
 
@@ -113,7 +114,7 @@ class PhotoGridModel(QAbstractListModel):
             return None
         path = self._paths[index.row()]
         if role == Qt.DisplayRole:
-            return os.path.basename(path)
+            return display(os.path.basename(path))  # Qt text cannot hold the raw bytes of a name
         if role == PathRole:
             return path
         if role == ScoreRole:
@@ -126,8 +127,8 @@ class PhotoGridModel(QAbstractListModel):
             return "ready" if self.loader.pixmap(path, self.thumb_size, self.device_ratio) is not None else "loading"
         if role == Qt.ToolTipRole:
             if self._scores is None:
-                return path
-            return f"{path}\nscore {self._scores[index.row()]:.3f}"
+                return display(path)
+            return f"{display(path)}\nscore {self._scores[index.row()]:.3f}"
         return None
 
     def _thumbnail_changed(self, path: str) -> None:
@@ -190,7 +191,7 @@ class PhotoDelegate(QStyledItemDelegate):
         text_rect = QRect(box.x(), box.bottom() + 2, box.width(), 0)  # under the thumbnail, as wide as it
         text_rect.setBottom(rect.bottom() - 2)
         score = self.model.score(row)
-        name = os.path.basename(self.model.path(row))
+        name = display(os.path.basename(self.model.path(row)))
         if score is not None:
             badge = f"{score:.2f}"
             metrics = option.fontMetrics
@@ -208,7 +209,7 @@ class PhotoGridView(QListView):
     and opens the file or its folder itself."""
 
     view_requested = Signal(int)
-    similar_requested = Signal(str)
+    similar_requested = Signal(object)  # a path (object: a str signal would mangle names that are not UTF-8)
 
     def __init__(self, model: PhotoGridModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)

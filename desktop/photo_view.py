@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.pathtext import display
 from desktop.controller import AppController
 from desktop.file_actions import open_file, show_in_file_manager
 from desktop.tag_editor import TagEditor
@@ -51,7 +52,7 @@ class PhotoView(QDialog):
     `similar_requested(path)` for the photos that look like this one."""
 
     navigate = Signal(int)
-    similar_requested = Signal(str)
+    similar_requested = Signal(object)  # a path (object: a str signal would mangle names that are not UTF-8)
 
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -130,9 +131,10 @@ class PhotoView(QDialog):
         self.path = path
         self._image = None
         self.picture.setText("Loading…")
-        self.name.setText(os.path.basename(path))
-        self.setWindowTitle(f"{os.path.basename(path)} — PhotoSeek")
-        self.facts["Path"].setText(path)
+        name = display(os.path.basename(path))  # Qt text cannot hold the raw bytes of a name
+        self.name.setText(name)
+        self.setWindowTitle(f"{name} — PhotoSeek")
+        self.facts["Path"].setText(display(path))
         self.facts["Score"].setText(f"{score:.3f}" if score is not None else "—")
         self.facts["Position"].setText(f"{position[0] + 1:,} of {position[1]:,}")
         for key in ("Pixels", "File size", "Modified", "Taken", "Camera"):

@@ -24,14 +24,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-ValueRole = Qt.UserRole + 1  # the folder path or tag name of an item ("" for "All Photos")
+from core.pathtext import display
+
+ValueRole = Qt.UserRole + 1  # an item's row in CountList._values (its folder path or tag; "" for "All Photos")
 
 
 class CountList(QTreeWidget):
     """A flat two-column list: a name and a right-aligned count. Return/Space/Delete are forwarded as signals."""
 
-    activated_key = Signal(str)  # the current item's value, for Return or Space
-    delete_key = Signal(str)
+    # Values stay in Python and travel as objects: Qt text would drop the raw bytes of a folder name that is not UTF-8.
+    activated_key = Signal(object)  # the current item's value, for Return or Space
+    delete_key = Signal(object)
 
     def __init__(self, name: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,11 +50,21 @@ class CountList(QTreeWidget):
         header.setStretchLastSection(False)
         header.setSectionResizeMode(0, QHeaderView.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        self._values: list[str] = []
+
+    def clear(self) -> None:
+        super().clear()
+        self._values.clear()
+
+    def value_of(self, item: QTreeWidgetItem) -> str:
+        """What selecting `item` means (a folder path or a tag)."""
+        return self._values[item.data(0, ValueRole)]
 
     def add_row(self, label: str, count: int | None, value: str, tooltip: str = "") -> QTreeWidgetItem:
         """Append a row showing `label` and `count`; `value` is what selecting it means."""
         item = QTreeWidgetItem([label, "" if count is None else f"{count:,}"])
-        item.setData(0, ValueRole, value)
+        item.setData(0, ValueRole, len(self._values))
+        self._values.append(value)
         item.setTextAlignment(1, Qt.AlignRight | Qt.AlignVCenter)
         item.setForeground(1, self.palette().brush(QPalette.PlaceholderText))
         if tooltip:
@@ -62,20 +75,20 @@ class CountList(QTreeWidget):
     def item_for(self, value: str) -> QTreeWidgetItem | None:
         for row in range(self.topLevelItemCount()):
             item = self.topLevelItem(row)
-            if item.data(0, ValueRole) == value:
+            if self.value_of(item) == value:
                 return item
         return None
 
     def values(self) -> list[str]:
         """Every row's value, in order."""
-        return [self.topLevelItem(row).data(0, ValueRole) for row in range(self.topLevelItemCount())]
+        return [self.value_of(self.topLevelItem(row)) for row in range(self.topLevelItemCount())]
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         item = self.currentItem()
         if item is not None and event.key() in (Qt.Key_Return, Qt.Key_Enter, Qt.Key_Space):
-            self.activated_key.emit(item.data(0, ValueRole))
+            self.activated_key.emit(self.value_of(item))
         elif item is not None and event.key() == Qt.Key_Delete:
-            self.delete_key.emit(item.data(0, ValueRole))
+            self.delete_key.emit(self.value_of(item))
         else:
             super().keyPressEvent(event)
 
@@ -96,9 +109,9 @@ class Sidebar(QWidget):
     folder_chosen = Signal(object)  # a folder path, or None for every folder
     tag_chosen = Signal(object)  # a tag, or None to stop filtering by tag
     add_folder_requested = Signal()
-    rescan_requested = Signal(str)
-    remove_requested = Signal(str)
-    open_folder_requested = Signal(str)
+    rescan_requested = Signal(object)  # folder paths travel as objects (see CountList)
+    remove_requested = Signal(object)
+    open_folder_requested = Signal(object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -109,7 +122,7 @@ class Sidebar(QWidget):
         self._watched: set[str] = set()
 
         self.folders = CountList("folderList")
-        self.folders.itemClicked.connect(lambda item: self._choose_folder(item.data(0, ValueRole)))
+        self.folders.itemClicked.connect(lambda item: self._choose_folder(self.folders.value_of(item)))
         self.folders.activated_key.connect(self._choose_folder)
         self.folders.delete_key.connect(lambda value: value and self.remove_requested.emit(value))
         self.folders.setContextMenuPolicy(Qt.CustomContextMenu)
@@ -138,7 +151,7 @@ class Sidebar(QWidget):
         self.tag_filter.setClearButtonEnabled(True)
         self.tag_filter.textChanged.connect(lambda _: self._fill_tags())
         self.tags = CountList("tagList")
-        self.tags.itemClicked.connect(lambda item: self._toggle_tag(item.data(0, ValueRole)))
+        self.tags.itemClicked.connect(lambda item: self._toggle_tag(self.tags.value_of(item)))
         self.tags.activated_key.connect(self._toggle_tag)
 
         top, bottom = QWidget(), QWidget()
@@ -177,12 +190,12 @@ class Sidebar(QWidget):
         self.folders.clear()
         self.folders.add_row("All Photos", total, "", "Every photo in the library")
         for folder in folders:
-            name = Path(folder.path).name or folder.path
-            tip = folder.path
+            name = display(Path(folder.path).name or folder.path)
+            tip = display(folder.path)
             if not folder.exists:
-                name, tip = f"{name} (missing)", f"{folder.path}\nThis folder is not there now (an unplugged drive?)"
+                name, tip = f"{name} (missing)", f"{tip}\nThis folder is not there now (an unplugged drive?)"
             elif folder.path in self._watched:
-                tip = f"{folder.path}\nWatched: new, changed and deleted photos update the library"
+                tip = f"{tip}\nWatched: new, changed and deleted photos update the library"
             item = self.folders.add_row(name, folder.photo_count, folder.path, tip)
             if not folder.exists:
                 item.setForeground(0, self.palette().brush(QPalette.PlaceholderText))
@@ -256,7 +269,7 @@ class Sidebar(QWidget):
 
     def _folder_menu(self, pos: QPoint) -> None:
         item = self.folders.itemAt(pos)
-        folder = item.data(0, ValueRole) if item is not None else ""
+        folder = self.folders.value_of(item) if item is not None else ""
         if not folder:
             return
         menu = QMenu(self)
@@ -276,5 +289,5 @@ class Sidebar(QWidget):
         rows = []
         for row in range(self.tags.topLevelItemCount()):
             item = self.tags.topLevelItem(row)
-            rows.append((item.data(0, ValueRole), int(item.text(1).replace(",", "") or 0)))
+            rows.append((self.tags.value_of(item), int(item.text(1).replace(",", "") or 0)))
         return rows

@@ -24,10 +24,12 @@ ThumbnailSource = Callable[[str], Path]  # photo path -> thumbnail file (core's 
 class ThumbnailLoader(QObject):
     """Loads thumbnails with a few pool threads; `ready(path)` / `failed(path)` fire on the GUI thread."""
 
-    ready = Signal(str)
-    failed = Signal(str)
-    _loaded = Signal(str, int, QImage)  # from the pool threads to the GUI thread
-    _broken = Signal(str, int)
+    # Paths travel as Python objects: a str signal would go through QString, which silently drops the lone
+    # surrogates that stand for the bytes of a file name that is not UTF-8.
+    ready = Signal(object)
+    failed = Signal(object)
+    _loaded = Signal(object, int, QImage)  # from the pool threads to the GUI thread
+    _broken = Signal(object, int)
 
     def __init__(
         self,

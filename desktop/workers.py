@@ -21,6 +21,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 
 from core.errors import PhotoSeekError
+from core.pathtext import display
 
 log = logging.getLogger(__name__)
 _thread_state = threading.local()
@@ -74,10 +75,11 @@ class JobContext:
 
 
 def describe_error(exc: BaseException) -> str:
-    """A message for the user: core's own errors speak for themselves, anything else names its type."""
+    """A message for the user: core's own errors speak for themselves, anything else names its type.
+    A path in it that is not UTF-8 is shown with `\\xNN` bytes (Qt text cannot hold the raw bytes)."""
     if isinstance(exc, PhotoSeekError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+        return display(str(exc))
+    return display(f"{type(exc).__name__}: {exc}")
 
 
 class Job:

@@ -15,6 +15,7 @@ from PIL import Image
 
 from core import cli
 from core.index_db import PhotoIndex
+from core.pathtext import display
 from tests.photo_corpus import load_photo, materialize
 
 
@@ -67,8 +68,12 @@ def _build_corpus(folder: Path) -> tuple[set[str], dict[str, str]]:
     bad["loop.jpg"] = "symbolic link loop"
     (folder / "sub" / "back_up").symlink_to(folder, target_is_directory=True)  # a directory loop
     (folder / "folder.jpg").mkdir()  # a directory that looks like a photo
-    os.close(os.open(os.fsencode(folder) + b"/caf\xe9.jpg", os.O_CREAT | os.O_WRONLY))
-    bad["caf\\xe9.jpg"] = "not valid UTF-8"
+    cat.save(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.jpg"))  # a Latin-1 name: not UTF-8, indexed all the same
+    good.add(os.fsdecode(b"caf\xe9.jpg"))
+    cat.save(folder / "fus\uef80e.jpg")  # a real name in the block the index keeps for raw bytes: refused
+    bad["fus\\uef80e.jpg"] = "U+EF80..U+EFFF"
+    (folder / os.fsdecode(b"cass\xe9.jpg")).write_bytes(b"\xff\xd8 broken")  # broken and not UTF-8: a reason
+    bad[os.fsdecode(b"cass\xe9.jpg")] = "not a readable image"
     (folder / "deleted_during_run.jpg").write_bytes((folder / "coffee.jpg").read_bytes())
     bad["deleted_during_run.jpg"] = "file not found"
     if os.geteuid() == 0:
@@ -117,4 +122,5 @@ def test_bad_inputs_are_reported_and_good_photos_indexed(
     assert again["indexed"] == 0
     assert cli.main(["errors", "--library", str(library), "--json"]) == 0
     listed = {Path(e["path"]).name for e in json.loads(capsys.readouterr().out)}
-    assert listed == set(bad) - {"deleted_during_run.jpg"}  # a file that is gone is no longer an error
+    # Printed paths are valid UTF-8: bytes that are not show as \xNN.
+    assert listed == {display(name) for name in bad} - {"deleted_during_run.jpg"}  # a gone file is no error

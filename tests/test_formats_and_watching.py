@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from core.library import Library
 from core.scanning import scan
 from tests.photo_corpus import load_photo, materialize
+from tests.waiting import wait_for
 
 
 def test_heic_and_extensionless_photos_are_indexed(library: Path, tmp_path: Path) -> None:
@@ -44,15 +44,6 @@ def test_moved_photo_keeps_its_embedding_and_tags(library: Path, tmp_path: Path)
     assert after[str(moved.resolve())] == before[str(paths["chelsea_cat"].resolve())]
 
 
-def _wait_for(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_watcher_indexes_new_photos_and_forgets_deleted_ones(library: Path, tmp_path: Path) -> None:
     folder = tmp_path / "watched"
     materialize(folder, ["coffee"])
@@ -61,7 +52,7 @@ def test_watcher_indexes_new_photos_and_forgets_deleted_ones(library: Path, tmp_
     reports = []
     with lib.watcher(reports.append, debounce_s=0.3):
         new = materialize(folder, ["chelsea_cat"])["chelsea_cat"]
-        assert _wait_for(lambda: any(r.indexed for r in reports))
+        assert wait_for(lambda: any(r.indexed for r in reports))
         assert Path(lib.search_engine().search("a cat")[0].path) == new.resolve()
         (folder / "coffee.jpg").unlink()
 
@@ -69,4 +60,4 @@ def test_watcher_indexes_new_photos_and_forgets_deleted_ones(library: Path, tmp_
             with lib.open_index() as index:
                 return not any(p.endswith("coffee.jpg") for p in index.file_states())
 
-        assert _wait_for(coffee_gone)
+        assert wait_for(coffee_gone)
