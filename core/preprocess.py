@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import io
 import math
 import warnings
 from pathlib import Path
@@ -14,11 +13,19 @@ from PIL import Image, ImageOps
 from core.errors import ImageDecodeError
 from core.metadata import PhotoMeta, read_metadata
 from core.model_card import PreprocessSpec, ViewSpec
+from core.pixels import MAX_PIXELS, to_rgb
+from core.raw import RAW_EXTENSIONS, decode_raw
 
-# Refuse decompression bombs outright instead of Pillow's default warning: 64 megapixels covers
-# every camera we know of with room to spare.
-MAX_PIXELS = 64_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+__all__ = [
+    "MAX_PIXELS",
+    "RAW_EXTENSIONS",
+    "decode_photo",
+    "decode_side",
+    "load_image",
+    "preprocess",
+    "resize_view",
+    "to_rgb",
+]
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -27,26 +34,6 @@ _RESAMPLE = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode (palette, alpha, CMYK, 16-bit, greyscale) to 8-bit RGB."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit greyscale: scale to 8 bits instead of clipping everything above 255 to white.
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() if array.size else 0.0
-        scale = 255.0 / peak if peak > 255 else 1.0
-        return Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), "L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Composite transparency onto white, as photo viewers show it.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-RAW_EXTENSIONS = frozenset({".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf", ".pef", ".srw"})
 
 try:  # HEIC/HEIF (iPhone photos) through libheif; optional so a minimal install still runs
     from pillow_heif import register_heif_opener
@@ -57,37 +44,20 @@ except ImportError:
     HEIF_SUPPORTED = False
 
 
-def _open_raw_preview(path: Path) -> Image.Image:
-    """A camera RAW file's embedded JPEG preview: what the camera showed, fast, no demosaicing."""
-    try:
-        import rawpy
-    except ImportError:
-        raise ImageDecodeError("camera RAW support is not installed (pip install rawpy)") from None
-    try:
-        with rawpy.imread(str(path)) as raw:
-            thumb = raw.extract_thumb()
-    except (rawpy.LibRawError, OSError) as exc:
-        raise ImageDecodeError(f"not a readable RAW file: {exc}") from exc
-    if thumb.format == rawpy.ThumbFormat.JPEG:
-        return Image.open(io.BytesIO(thumb.data))
-    return Image.fromarray(thumb.data)
-
-
 def decode_photo(path: Path, min_side: int | None = None) -> tuple[Image.Image, PhotoMeta]:
     """Decode a photo as RGB with EXIF orientation applied, and read its metadata in the same pass.
 
     With `min_side`, JPEGs are decoded at a reduced DCT scale that still leaves both sides at least
-    `min_side` pixels: several times faster than a full decode for camera-sized photos.
+    `min_side` pixels: several times faster than a full decode for camera-sized photos. Camera RAW files
+    give their embedded preview, or a fast demosaic of the sensor data when it has none big enough.
     Raises ImageDecodeError with the reason when the file is not a readable picture.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if path.suffix.lower() in RAW_EXTENSIONS:
-                opened = _open_raw_preview(path)
-            else:
-                opened = Image.open(path)
-            with opened as image:
+                return decode_raw(path, min_side)
+            with Image.open(path) as image:
                 meta = read_metadata(image)
                 if min_side is not None and image.format == "JPEG":
                     image.draft("RGB", (min_side, min_side))
@@ -134,13 +104,18 @@ def resize_view(image: Image.Image, size: int, view: ViewSpec, interpolation: st
 
 def preprocess(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """All views of one RGB image as float32 [views, 3, size, size], normalised as the card says."""
-    mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
-    std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
-    views = []
-    for view in spec.views:
+    # (x / 255 - mean) / std as one multiply and one subtract, in place, on the HWC array: half the time of the
+    # textbook form, and within float32 rounding of it.
+    std = np.asarray(spec.std, dtype=np.float32)
+    scale = np.float32(1.0) / (np.float32(255.0) * std)
+    offset = np.asarray(spec.mean, dtype=np.float32) / std
+    views = np.empty((len(spec.views), 3, spec.size, spec.size), dtype=np.float32)
+    for i, view in enumerate(spec.views):
         pixels = np.asarray(resize_view(image, spec.size, view, spec.interpolation), dtype=np.float32)
-        views.append((pixels.transpose(2, 0, 1) / np.float32(255.0) - mean) / std)
-    return np.stack(views)
+        pixels *= scale
+        pixels -= offset
+        views[i] = pixels.transpose(2, 0, 1)
+    return views
 
 
 def decode_side(spec: PreprocessSpec) -> int:
