@@ -21,6 +21,7 @@ def _starter_sources_key() -> str:
     digest = hashlib.sha256()
     sources = sorted((REPO / "trainer" / "starter").glob("*.py")) + [
         REPO / "trainer" / "onnx_export.py",
+        REPO / "trainer" / "onnx_graph.py",
         REPO / "trainer" / "package.py",
         REPO / "core" / "model_card.py",
         REPO / "core" / "tokenizers" / "wordpiece.py",

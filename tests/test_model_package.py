@@ -58,7 +58,9 @@ def test_card_records_parity_hashes_and_licence(starter_package_dir: Path) -> No
     card = read_card(starter_package_dir)
     assert card.id == "starter" and card.embedding_dim == 384
     assert set(card.files) == {"image_encoder.onnx", "text_encoder.onnx", "vocab.txt", "LICENSE.txt"}
-    assert card.parity["image_max_abs_diff"] < 1e-4 and card.parity["text_max_abs_diff"] < 1e-4
+    assert card.parity["image_float32_max_abs_diff"] < 1e-4 and card.parity["text_max_abs_diff"] < 1e-4
+    # The shipped image encoder is int8: close to PyTorch in direction on every calibration photo's view.
+    assert card.parity["image_int8_cosine_min"] > 0.98 and card.parity["image_int8_cosine_mean"] > 0.99
     assert (starter_package_dir / card.license["file"]).is_file()
 
 

