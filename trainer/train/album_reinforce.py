@@ -16,12 +16,13 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from core.encoders import ModelPackage
@@ -89,10 +90,48 @@ class AlbumReinforcement:
     syn: list[list[int]]
     labels: list[str]
     keys: list[str]  # sha256 of each sample's album photo
+    prototypes: dict[str, torch.Tensor] = field(default_factory=dict)  # label -> [ΣD], see label_prototypes
+
+    def __post_init__(self) -> None:
+        if not self.prototypes:
+            self.prototypes = label_prototypes(self.image_emb, self.labels, self.teachers)
 
     def columns(self, teacher_id: str) -> slice:
         """The columns of one teacher's embeddings."""
         return next(t.columns for t in self.teachers if t.name == teacher_id)
+
+    def distill_caption_emb(self) -> torch.Tensor:
+        """The caption table's teacher embeddings for distillation: a real (label) caption's row is its label's
+        prototype, synthetic captions keep the teachers' text embeddings.
+
+        No teacher knows a user's word ("Miso"), so its text embedding of "a photo of Miso." carries nothing about
+        the label; the prototype is what each teacher does know about it: where its photos lie. With it the
+        distillation term on label captions (``lam > 0``) targets the teachers' nearest-prototype distribution
+        over the batch's labels instead of their ignorance.
+        """
+        table = self.caption_emb.clone()
+        for ids, label in zip(self.real, self.labels, strict=True):
+            for i in ids:
+                table[i] = self.prototypes[label]
+        return table
+
+
+def label_prototypes(
+    image_emb: torch.Tensor, labels: Sequence[str], teachers: Sequence[Teacher]
+) -> dict[str, torch.Tensor]:
+    """Each label's class prototype in every teacher's space: the normalised mean of that teacher's (normalised)
+    embeddings of all stored augmentations of the label's training photos, concatenated over teachers ``[ΣD]``.
+
+    ``image_emb`` is ``[N, K, ΣD]`` (sample, augmentation), ``labels`` the N samples' labels.
+    """
+    if image_emb.shape[0] != len(labels):
+        raise ValueError(f"{image_emb.shape[0]} samples but {len(labels)} labels")
+    out: dict[str, torch.Tensor] = {}
+    for label in sorted(set(labels)):
+        rows = image_emb[[i for i, name in enumerate(labels) if name == label]].reshape(-1, image_emb.shape[-1])
+        parts = [F.normalize(F.normalize(rows[:, t.columns].float(), dim=-1).mean(dim=0), dim=0) for t in teachers]
+        out[label] = torch.cat(parts)
+    return out
 
 
 def label_prompts(label: str) -> list[str]:
@@ -149,19 +188,22 @@ def build_album_dataset(
 
 
 def load_album_dataset(dataset_dir: Path) -> AlbumReinforcement:
-    """Read every sample of a reinforced album dataset: all stored augmentations, the real and synthetic captions."""
+    """Read every sample of a reinforced album dataset: all stored augmentations, the real and synthetic captions,
+    and each label's prototype per teacher (computed from the stored augmentation embeddings)."""
     card = read_card(dataset_dir)
     teachers = [Teacher(tid, columns, scale) for tid, columns, scale in teacher_slices(card)]
     captions: list[str] = []
     caption_rows: list[np.ndarray] = []
-    index: dict[str, int] = {}
+    # Real and synthetic captions get their own rows even when the texts agree (a label folder named like a
+    # vocabulary concept), because their distillation targets differ (see distill_caption_emb).
+    index: dict[tuple[bool, str], int] = {}
 
-    def caption_id(text: str, emb: np.ndarray) -> int:
-        if text not in index:
-            index[text] = len(captions)
+    def caption_id(text: str, emb: np.ndarray, real_caption: bool) -> int:
+        if (real_caption, text) not in index:
+            index[(real_caption, text)] = len(captions)
             captions.append(text)
             caption_rows.append(np.asarray(emb, dtype=np.float32))
-        return index[text]
+        return index[(real_caption, text)]
 
     photos_file = Path(dataset_dir) / PHOTOS_FILE
     origins = json.loads(photos_file.read_text(encoding="utf-8")) if photos_file.is_file() else {}
@@ -170,8 +212,8 @@ def load_album_dataset(dataset_dir: Path) -> AlbumReinforcement:
         for key, members in iter_samples(path):
             sample = parse_sample(key, members)
             image_emb.append(np.asarray(sample.image_emb, dtype=np.float32))
-            real.append([caption_id(sample.caption, sample.text_emb[0])])
-            syn.append([caption_id(text, sample.syn_embedding(i)) for i, text in enumerate(sample.syn_captions)])
+            real.append([caption_id(sample.caption, sample.text_emb[0], True)])
+            syn.append([caption_id(text, sample.syn_embedding(i), False) for i, text in enumerate(sample.syn_captions)])
             labels.append(sample.label)
             keys.append(origins.get(sample.meta.get("origin"), sample.key))
     if not image_emb:

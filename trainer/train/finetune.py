@@ -51,11 +51,15 @@ class FinetuneOptions:
 
     ``lam`` / ``lam_syn`` are the paper's lambda (``w_kd = lam``, ``w_clip = 1 - lam``) for the real (label)
     captions and the synthetic (generic concept) captions. The recipe's lambda = 1 on the real captions cannot
-    teach new words: no teacher knows "Miso", so distilling on the label prompts pulls the student back to the
-    teachers' ignorance. Album fine-tuning therefore learns the labels contrastively (``lam = 0``) and distils the
-    teachers on the synthetic captions (``lam_syn = 1``), which keeps the generic knowledge (see the README for
-    the measurements). ``lr`` and ``steps`` default to the base family's values (starter: 1e-4, the usual BERT
-    fine-tuning rate, and 300 steps; MobileCLIP: 3e-5 and 100 steps), with 10% warm-up. ``train_layers`` top text
+    teach new words with the teachers' text embeddings: no teacher knows "Miso". The label captions' distillation
+    targets are therefore each label's *prototype* (the mean teacher embedding of its training photos' stored
+    augmentations, ``AlbumReinforcement.distill_caption_emb``), so ``lam > 0`` distils the teachers'
+    nearest-prototype view of the labels. By default the labels are learnt contrastively (``lam = 0``:
+    bench/train_efficiency.py measured no reliable speed or accuracy gain from ``lam = 0.5`` with prototypes on
+    three album splits) and the teachers are distilled on the synthetic captions (``lam_syn = 1``), which keeps
+    the generic knowledge (see the README for the measurements). ``lr`` and ``steps`` default to the base family's
+    values (starter: 1e-4, the usual BERT fine-tuning rate, and 300 steps; MobileCLIP: 3e-5 and 100 steps), with
+    10% warm-up. ``train_layers`` top text
     layers train in both families; ``image_blocks`` trailing image trunk blocks train in a MobileCLIP base.
     """
 

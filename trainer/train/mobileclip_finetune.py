@@ -192,7 +192,7 @@ class MobileCLIPTuner:
             flush()
         data = ReinforcedTensors(
             inputs=features, image_emb=reinf.image_emb, caption_tokens=torch.arange(len(reinf.captions)),
-            caption_emb=reinf.caption_emb, real=reinf.real, syn=reinf.syn, labels=reinf.labels, keys=reinf.keys,
+            caption_emb=reinf.distill_caption_emb(), real=reinf.real, syn=reinf.syn, labels=reinf.labels, keys=reinf.keys,
         )  # fmt: skip
         return self.student, data
 

@@ -30,14 +30,15 @@ def caption_tokens(base: ModelPackage, texts: Sequence[str]) -> torch.Tensor:
 
 
 def student_data(reinf: AlbumReinforcement, base: ModelPackage, student: AlbumStudent) -> ReinforcedTensors:
-    """The student's view: frozen-trunk outputs are the base teacher's columns; texts are caption-table rows."""
+    """The student's view: frozen-trunk outputs are the base teacher's columns; texts are caption-table rows; the
+    label captions' distillation targets are the label prototypes (``AlbumReinforcement.distill_caption_emb``)."""
     student.cache_captions(caption_tokens(base, reinf.captions))
     cols = reinf.columns(base.id)
     return ReinforcedTensors(
         inputs=reinf.image_emb[:, :, cols].contiguous(),
         image_emb=reinf.image_emb,
         caption_tokens=torch.arange(len(reinf.captions)),
-        caption_emb=reinf.caption_emb,
+        caption_emb=reinf.distill_caption_emb(),
         real=reinf.real,
         syn=reinf.syn,
         labels=reinf.labels,
