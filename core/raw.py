@@ -20,7 +20,12 @@ from core.pixels import MAX_PIXELS, to_rgb
 if TYPE_CHECKING:
     import rawpy
 
-RAW_EXTENSIONS = frozenset({".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf", ".pef", ".srw"})
+# What LibRaw reads from the cameras people still use: Canon, Nikon, Sony, Fujifilm, Olympus/OM, Panasonic, Pentax,
+# Samsung, Leica, Hasselblad, Phase One, Kodak, Minolta, Epson, and DNG from phones and converters.
+RAW_EXTENSIONS = frozenset(
+    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef", ".srw"}
+    | {".rwl", ".3fr", ".iiq", ".kdc", ".dcr", ".mrw", ".erf"}
+)
 
 # LibRaw's flip code (bit 0: mirror, bit 1: upside down, bit 2: transposed) as the EXIF orientation that undoes it.
 _FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
