@@ -135,8 +135,12 @@ def _cmd_index(args: argparse.Namespace, library: Library) -> int:
 def _print_hits(args: argparse.Namespace, hits: list[SearchHit], empty_library: bool) -> int:
     if empty_library and not args.json:
         print("The library is empty: add photos with `python -m core index FOLDER`.", file=sys.stderr)
-    rows = [{**asdict(h), "path": display(h.path)} for h in hits]
-    _emit(args, rows, "\n".join(f"{h.score:.3f}  {display(h.path)}" for h in hits))
+    rows = [{**asdict(h), "path": display(h.path), "raw": h.raw and display(h.raw)} for h in hits]
+    lines = [
+        f"{h.score:.3f}  {display(h.path)}" + (f"  (+ {os.path.basename(display(h.raw))})" if h.raw else "")
+        for h in hits
+    ]
+    _emit(args, rows, "\n".join(lines))
     return 0
 
 

@@ -19,6 +19,7 @@ from core.errors import LibraryError
 from core.index_db import PhotoIndex
 from core.preprocess import decode_side, load_image
 from core.query import ParsedQuery, combine, demote, parse_query
+from core.raw import RAW_EXTENSIONS
 from core.tagging import Tagger
 
 SORTS = ("relevance", "date")
@@ -26,11 +27,13 @@ SORTS = ("relevance", "date")
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One result: the photo's path, its cosine similarity to the query, and its date (epoch s or None)."""
+    """One result: the photo's path, its cosine similarity to the query, its date (epoch s or None), and the
+    camera RAW file of the same shot when the photo stands for a RAW+JPEG pair (else None)."""
 
     path: str
     score: float
     taken_at: float | None = None
+    raw: str | None = None
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -40,6 +43,22 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     candidates = np.argpartition(-scores, k - 1)[:k]
     return candidates[np.argsort(-scores[candidates], kind="stable")]
+
+
+def raw_pairs(paths: list[str]) -> dict[int, int]:
+    """Camera RAW files shot together with a JPEG (or HEIC...) of the same name in the same folder, as
+    {row of the RAW: row of its rendered twin}. Cameras set to RAW+JPEG write both; people expect one photo."""
+    rendered: dict[tuple[str, str], int] = {}
+    raws: list[tuple[int, tuple[str, str]]] = []
+    for row, path in enumerate(paths):
+        head, name = os.path.split(path)
+        stem, extension = os.path.splitext(name)
+        key = (head, stem.lower())
+        if extension.lower() in RAW_EXTENSIONS:
+            raws.append((row, key))
+        else:
+            rendered.setdefault(key, row)
+    return {row: rendered[key] for row, key in raws if key in rendered}
 
 
 def _epoch(day: date) -> float:
@@ -57,6 +76,16 @@ class SearchEngine:
         self.dates = np.array([f[0] for f in facts], dtype=np.float64)  # taken_at, else file mtime
         self.cameras = [f[1] or "" for f in facts]
         self._row_of_path = {p: i for i, p in enumerate(self.paths)}
+        # A RAW+JPEG pair answers as its JPEG, which names the RAW; the RAW row stays for `similar` and `+photo`.
+        pairs = raw_pairs(self.paths)
+        self._paired_raw = np.zeros(len(self.paths), dtype=bool)
+        self._paired_raw[list(pairs)] = True
+        self._twin = {**pairs, **{jpeg: raw for raw, jpeg in pairs.items()}}
+
+    def _hit(self, row: int, score: float) -> SearchHit:
+        twin = self._twin.get(row)
+        raw = self.paths[twin] if twin is not None and self._paired_raw[twin] else None
+        return SearchHit(self.paths[row], score, float(self.dates[row]), raw)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -119,7 +148,7 @@ class SearchEngine:
             raise ValueError(f"sort must be one of {SORTS}")
         if not self.paths or query.is_empty:
             return []
-        mask = self._filter_mask(query)
+        mask = self._filter_mask(query) & ~self._paired_raw
         ranked = self.scores(query)
         scores = np.ones(len(self.paths), dtype=np.float32) if ranked is None else ranked
         if min_score is not None:
@@ -128,7 +157,7 @@ class SearchEngine:
         order = list(top_k(scores, min(top, int(mask.sum()))))
         if sort == "date" or ranked is None:
             order.sort(key=lambda i: -self.dates[i])
-        return [SearchHit(self.paths[i], float(scores[i]), float(self.dates[i])) for i in order]
+        return [self._hit(i, float(scores[i])) for i in order]
 
     def search(
         self, text: str, top: int = 50, min_score: float | None = None, sort: str = "relevance"
@@ -140,8 +169,9 @@ class SearchEngine:
         """Photos most similar to a photo (the photo itself left out)."""
         vector = self.photo_vector(path)
         scores = self.matrix @ vector
+        scores[self._paired_raw] = -np.inf
         own = self._row_of_path.get(str(Path(path).expanduser().resolve()))
         if own is not None:
-            scores[own] = -np.inf
-        hits = [SearchHit(self.paths[i], float(scores[i]), float(self.dates[i])) for i in top_k(scores, top)]
+            scores[[own, self._twin.get(own, own)]] = -np.inf  # the photo itself, and its RAW or JPEG twin
+        hits = [self._hit(i, float(scores[i])) for i in top_k(scores, top)]
         return [h for h in hits if np.isfinite(h.score) and (min_score is None or h.score >= min_score)]

@@ -213,3 +213,31 @@ def test_index_and_search_finds_the_cat_dng(
     assert cli.main(["search", "camera:photoseek year:2021", "--json", "--library", str(library)]) == 0
     found = sorted(Path(h["path"]).name for h in json.loads(capsys.readouterr().out))
     assert found == ["DSC_0001.dng", "DSC_0002.dng"]
+
+
+def test_raw_and_jpeg_of_one_shot_answer_as_one_photo(
+    library: Path, tmp_path: Path, big_cat: Image.Image, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "card"
+    materialize(folder, ["coffee", "astronaut", "rocket_launch_pad"])
+    big_cat.save(folder / "IMG_0007.JPG", quality=92)  # the camera wrote both files of one shot
+    write_dng(folder / "IMG_0007.dng", big_cat)
+    write_dng(folder / "lone.dng", load_photo("chinese_pagoda"))  # a RAW without a JPEG stays a photo of its own
+    assert cli.main(["index", str(folder), "--library", str(library), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["indexed"] == 6  # both files are indexed (tags, sidecars, metadata)
+
+    assert cli.main(["search", "a cat", "--json", "--library", str(library)]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    names = [Path(h["path"]).name for h in hits]
+    assert names[0] == "IMG_0007.JPG" and "IMG_0007.dng" not in names and "lone.dng" in names
+    assert Path(hits[0]["raw"]).name == "IMG_0007.dng" and all(h["raw"] is None for h in hits[1:])
+    assert cli.main(["search", "a cat", "--library", str(library)]) == 0
+    assert "IMG_0007.JPG  (+ IMG_0007.dng)" in capsys.readouterr().out
+
+    # Like the RAW: its JPEG twin is the same shot, so neither file comes back.
+    assert cli.main(["similar", str(folder / "IMG_0007.dng"), "--json", "--library", str(library)]) == 0
+    similar = {Path(h["path"]).name for h in json.loads(capsys.readouterr().out)}
+    assert similar and not similar & {"IMG_0007.JPG", "IMG_0007.dng"}
+    assert cli.main(["similar", str(folder / "coffee.jpg"), "--json", "--library", str(library)]) == 0
+    similar = [Path(h["path"]).name for h in json.loads(capsys.readouterr().out)]
+    assert "IMG_0007.JPG" in similar and "IMG_0007.dng" not in similar
