@@ -25,7 +25,7 @@ from core.library import Library
 from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
 from core.preprocess import load_image
 from core.query import parse_query
-from core.search import SearchEngine
+from core.search import SearchEngine, raw_pairs
 from core.tagging import PhotoTag, Tagger
 from core.thumbnails import ThumbnailCache
 from core.watcher import FolderWatcher
@@ -165,7 +165,7 @@ class LibraryService:
         and the highest id seen, to ask for what is new next time."""
         with self.lib.open_index() as index:
             rows = index.photos_after(after_id)
-        return [path for _, path in rows], max((pid for pid, _ in rows), default=after_id)
+        return _one_per_shot([path for _, path in rows]), max((pid for pid, _ in rows), default=after_id)
 
     def browse(self) -> tuple[list[str], int]:
         """Every indexed photo, newest first (date taken, else file date), and the highest photo id."""
@@ -173,7 +173,7 @@ class LibraryService:
             rows = index.photos_after(0)
             dates = [date for date, _ in index.photo_facts(pid for pid, _ in rows)]
         order = sorted(range(len(rows)), key=lambda i: (-dates[i], rows[i][0]))
-        return [rows[i][1] for i in order], max((pid for pid, _ in rows), default=0)
+        return _one_per_shot([rows[i][1] for i in order]), max((pid for pid, _ in rows), default=0)
 
     def errors(self) -> list[tuple[str, str]]:
         """(path, reason) of every file that could not be indexed."""
@@ -368,3 +368,9 @@ class LibraryService:
         image = load_image(Path(path), min_side=max_side)
         image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
         return image
+
+
+def _one_per_shot(paths: list[str]) -> list[str]:
+    """The paths without the RAW files that have a JPEG twin (search shows such a pair as its JPEG too)."""
+    paired = raw_pairs(paths)
+    return [path for row, path in enumerate(paths) if row not in paired] if paired else paths

@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QApplication, QTreeWidget
 
 from desktop.app import create_main_window
 from desktop.main_window import MainWindow
-from tests.photo_corpus import available_photos, materialize
+from tests.photo_corpus import available_photos, load_photo, materialize
+from tests.raw_sample import write_dng
 
 WAIT_MS = 120_000  # indexing on a loaded 2-core machine can be slow; a hang still fails
 DATED_FROM = 1_600_000_000.0  # the `indexed` photos' file dates: one a day from here, in name order
@@ -113,3 +114,19 @@ def indexed_library(library: Path, indexed: tuple[Path, Path]) -> Path:
     shutil.copyfile(indexed[1], library / "index.sqlite3")
     shutil.copyfile(indexed[1].with_name("settings.json"), library / "settings.json")  # core's serving model
     return library
+
+
+def test_browsing_shows_a_raw_and_jpeg_pair_as_its_jpeg(library: Path, tmp_path: Path) -> None:
+    from desktop.library_service import LibraryService
+
+    folder = tmp_path / "card"
+    materialize(folder, ["coffee", "chinese_pagoda"])
+    cat = load_photo("chelsea_cat")
+    cat.save(folder / "IMG_0007.JPG", quality=92)
+    write_dng(folder / "IMG_0007.dng", cat)
+    write_dng(folder / "lone.dng", load_photo("astronaut"))
+    service = LibraryService(library)
+    assert service.index([folder]).indexed == 5
+    names = {Path(p).name for p in service.browse()[0]}
+    assert names == {"coffee.jpg", "chinese_pagoda.jpg", "IMG_0007.JPG", "lone.dng"}
+    assert {Path(p).name for p in service.photo_paths()[0]} == names
