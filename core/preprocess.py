@@ -16,17 +16,6 @@ from core.model_card import PreprocessSpec, ViewSpec
 from core.pixels import MAX_PIXELS, to_rgb
 from core.raw import RAW_EXTENSIONS, decode_raw
 
-__all__ = [
-    "MAX_PIXELS",
-    "RAW_EXTENSIONS",
-    "decode_photo",
-    "decode_side",
-    "load_image",
-    "preprocess",
-    "resize_view",
-    "to_rgb",
-]
-
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import LibraryError
-from core.preprocess import RAW_EXTENSIONS
+from core.raw import RAW_EXTENSIONS
 
 PHOTO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif"} | RAW_EXTENSIONS

@@ -80,12 +80,12 @@ class SearchEngine:
         pairs = raw_pairs(self.paths)
         self._paired_raw = np.zeros(len(self.paths), dtype=bool)
         self._paired_raw[list(pairs)] = True
-        self._twin = {**pairs, **{jpeg: raw for raw, jpeg in pairs.items()}}
+        self._raw_of_jpeg = {jpeg: raw for raw, jpeg in pairs.items()}
+        self._twin = pairs | self._raw_of_jpeg
 
     def _hit(self, row: int, score: float) -> SearchHit:
-        twin = self._twin.get(row)
-        raw = self.paths[twin] if twin is not None and self._paired_raw[twin] else None
-        return SearchHit(self.paths[row], score, float(self.dates[row]), raw)
+        raw = self._raw_of_jpeg.get(row)
+        return SearchHit(self.paths[row], score, float(self.dates[row]), None if raw is None else self.paths[raw])
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -373,4 +373,4 @@ class LibraryService:
 def _one_per_shot(paths: list[str]) -> list[str]:
     """The paths without the RAW files that have a JPEG twin (search shows such a pair as its JPEG too)."""
     paired = raw_pairs(paths)
-    return [path for row, path in enumerate(paths) if row not in paired] if paired else paths
+    return [path for row, path in enumerate(paths) if row not in paired]

@@ -8,7 +8,8 @@ from PIL import Image
 
 from core.errors import ImageDecodeError
 from core.model_card import PreprocessSpec, ViewSpec
-from core.preprocess import decode_side, load_image, preprocess, resize_view, to_rgb
+from core.pixels import to_rgb
+from core.preprocess import decode_side, load_image, preprocess, resize_view
 from tests.conftest import GOLDEN_DIR
 
 GOLDEN = GOLDEN_DIR / "preprocess-golden.npz"

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.preprocess import to_rgb  # also sets Pillow's decompression-bomb limit
+from core.pixels import to_rgb  # also sets Pillow's decompression-bomb limit
 from trainer.reinforce.augment import AugmentError, AugParams
 from trainer.reinforce.safetar import DEFAULT_LIMITS, Limits, SampleError
 

@@ -22,7 +22,9 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from core.errors import ImageDecodeError, PhotoSeekError
-from core.preprocess import RAW_EXTENSIONS, decode_photo, to_rgb
+from core.pixels import to_rgb
+from core.preprocess import decode_photo
+from core.raw import RAW_EXTENSIONS
 from core.scanning import PHOTO_EXTENSIONS
 from trainer.reinforce.augment import sample_rng
 from trainer.reinforce.safetar import DEFAULT_LIMITS, Limits, ShardError, iter_samples

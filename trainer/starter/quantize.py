@@ -17,7 +17,8 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from PIL import Image
 
 from core.model_card import PreprocessSpec
-from core.preprocess import preprocess, to_rgb
+from core.pixels import to_rgb
+from core.preprocess import preprocess
 
 # Photos (and one scanned page, as libraries hold documents too) that ship inside the scikit-image wheel.
 CALIBRATION_FILES = (
