@@ -1,12 +1,12 @@
 """Reinforced album training vs plain fine-tuning vs online distillation, on one album and one step budget.
 
     python bench/train_efficiency.py [--steps 60] [--lrs 1e-4,3e-4,1e-3] [--dense-until 40] [--eval-every 10]
-                                     [--min-overlap 0.8] [--album DIR] [--json OUT]
+                                     [--min-overlap 0.8] [--album DIR] [--split-seed 0] [--json OUT]
 
 Album: label folders of real photos from tests/photo_corpus.py (PyPI packages, plus the Debian ones when
 PHOTOSEEK_CORPUS_ROOTS points at them), grouped by what they show under made-up label words, or your own --album.
-Split 70/30 per label (seed 0). Teacher: the starter package (the base); student: the album student (top 2 MiniLM
-layers + image adapter). Measured in one run:
+Split 70/30 per label (--split-seed, default 0). Teacher: the starter package (the base); student: the album
+student (top 2 MiniLM layers + image adapter). Measured in one run:
 
 * held-out zero-shot accuracy after every step up to --dense-until, then every --eval-every steps, for
   - plain fine-tuning (lambda = 0, no teacher, label captions only: the standard baseline),
@@ -19,7 +19,9 @@ layers + image adapter). Measured in one run:
 * the steps-to-accuracy metric: plain's learning rate is the one whose best held-out accuracy within the budget is
   highest (ties: reached in fewer steps); that accuracy is the *level*, and S_plain the first step plain reaches
   it. A reinforced variant's S is the first step it reaches the level, at its fastest learning rate among those
-  whose generic top-5 overlap with the base stays >= --min-overlap. Ratio = S_plain / S (the issue's goal: >= 5);
+  whose generic top-5 overlap with the base stays >= --min-overlap. Ratio = S_plain / S (the issue's goal: >= 5).
+  Plain held to that same overlap constraint is reported too (``plain_keeping_overlap``): often it never gets
+  there, i.e. plain reaches the level only by forgetting;
 * step time: reinforced, plain CLIP (same captions, no distillation term; and label captions only), and online
   distillation, where the teacher embeds each step's augmented photos and captions instead of reading them.
 
@@ -212,13 +214,17 @@ def steps_metric(runs: dict[str, dict[float, dict]], min_overlap: float) -> dict
     level, plain_steps = peak(runs["plain"][plain_lr]["curve"])
     out = {"level": level, "plain": {"lr": plain_lr, "steps": plain_steps}}
     for name, by_lr in runs.items():
-        if name == "plain":
-            continue
-        options = [(steps_to(r["curve"], level), lr) for lr, r in by_lr.items()
-                   if r["generic_overlap@5"] >= min_overlap - 1e-9 and steps_to(r["curve"], level) is not None]  # fmt: skip
-        steps, lr = min(options) if options else (None, None)
-        out[name] = {"lr": lr, "steps": steps, "ratio": round(plain_steps / steps, 2) if steps else None}
+        steps, lr = _fastest_keeping(by_lr, level, min_overlap)
+        key = "plain_keeping_overlap" if name == "plain" else name  # plain held to the reinforced runs' constraint
+        out[key] = {"lr": lr, "steps": steps, "ratio": round(plain_steps / steps, 2) if steps else None}
     return out
+
+
+def _fastest_keeping(by_lr: dict[float, dict], level: float, min_overlap: float) -> tuple[int | None, float | None]:
+    """(first step reaching ``level``, learning rate) of the fastest run whose generic overlap stays >= min_overlap."""
+    options = [(steps_to(r["curve"], level), lr) for lr, r in by_lr.items()
+               if r["generic_overlap@5"] >= min_overlap - 1e-9 and steps_to(r["curve"], level) is not None]  # fmt: skip
+    return min(options) if options else (None, None)
 
 
 VARIANTS = ("plain", "reinforced", "reinforced_prototypes")
@@ -246,6 +252,7 @@ def main() -> None:
     parser.add_argument("--min-overlap", type=float, default=0.8, help="generic overlap a reinforced run must keep")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--album", type=Path, help="your own album (default: one made from the photo corpus)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 70/30 train/held-out split")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     lrs = [float(x) for x in args.lrs.split(",")]
@@ -254,7 +261,7 @@ def main() -> None:
         tmp = Path(tmp)
         album_dir = args.album or make_album(tmp / "album")
         album, images = read_album(album_dir)
-        train_photos, val_photos = split_album(album, 0.3, seed=0)
+        train_photos, val_photos = split_album(album, 0.3, seed=args.split_seed)
         labels = album.labels
         base = ModelPackage(starter_package())
         vocabulary = default_vocabulary()

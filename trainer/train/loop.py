@@ -1,5 +1,7 @@
-"""The training loop: reinforced loss, AdamW + warm-up/cosine, accumulation, clipping, bf16 autocast, EMA,
-exact resume, torchrun DDP with gathered features, metrics JSONL + PNG, tqdm.
+"""The training loop: reinforced loss, AdamW + warm-up/cosine, clipping, bf16 autocast, EMA, exact resume,
+torchrun DDP with gathered features, metrics JSONL + PNG, tqdm. Gradient accumulation is exact: with ``accum > 1``
+the loss is still that of the whole global batch (all micro-batches on all ranks), by feature caching
+(``trainer.train.accumulate``), so a small device trains with a big contrastive batch.
 
 A *student* is any module with ``encode_image(x)``, ``encode_text(tokens)`` and a ``logit_scale`` parameter
 (log form, clamped at 100 after exp as MobileCLIP v1 does): MobileCLIP models and the album students both are.
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from trainer.train.accumulate import Features, accumulate_gradients
 from trainer.train.config import TrainConfig
 from trainer.train.data import Batch, BatchSource
 from trainer.train.distributed import DistInfo, all_gather_objects, barrier, gather_no_grad, gather_with_grad
@@ -84,11 +87,15 @@ def _to(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
-def _loss(
-    forward: nn.Module, batch: Batch, cfg: TrainConfig, teachers: Sequence[Teacher], info: DistInfo
+def _encode(forward: nn.Module, batch: Batch, cfg: TrainConfig) -> Features:
+    return forward(batch["image"], [batch["text"]] + ([batch["syn_text"]] if cfg.use_syn else []))
+
+
+def _batch_loss(
+    features: Features, batch: Batch, cfg: TrainConfig, teachers: Sequence[Teacher], info: DistInfo
 ) -> dict[str, Tensor]:
-    texts = [batch["text"]] + ([batch["syn_text"]] if cfg.use_syn else [])
-    u, vs, scale = forward(batch["image"], texts)
+    """The loss parts of the global batch from this rank's features and the batch's teacher embeddings and keys."""
+    u, vs, scale = features
     u = gather_with_grad(u, info)
     vs = [gather_with_grad(v, info) for v in vs]
     kd = cfg.distills
@@ -114,6 +121,43 @@ def _loss(
     out["acc"] = torch.tensor(retrieval_accuracy(u.detach(), vs[0].detach(), g("text_key")))
     out["scale"] = scale.detach()
     return out
+
+
+def _loss(
+    forward: nn.Module, batch: Batch, cfg: TrainConfig, teachers: Sequence[Teacher], info: DistInfo
+) -> dict[str, Tensor]:
+    return _batch_loss(_encode(forward, batch, cfg), batch, cfg, teachers, info)
+
+
+def backward_step(
+    forward: nn.Module,
+    batches: Sequence[Batch],
+    cfg: TrainConfig,
+    teachers: Sequence[Teacher] = (),
+    info: DistInfo | None = None,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> dict[str, Tensor]:
+    """Back-propagate the loss of one optimiser step's micro-batches (on ``info.device``) as one global batch.
+
+    ``forward`` is the loop's ``_Forward`` (or its DDP wrapper). One micro-batch takes a single pass; several go
+    through feature caching, with the same gradient as one pass over their concatenation. Returns the loss parts
+    of the global batch, detached.
+    """
+    info = info or DistInfo()
+    autocast = autocast if autocast is not None else contextlib.nullcontext()
+    if len(batches) == 1:
+        with autocast:
+            parts = _loss(forward, batches[0], cfg, teachers, info)
+        parts["loss"].backward()
+        return {k: v.detach() for k, v in parts.items()}
+    return accumulate_gradients(
+        forward,
+        batches,
+        lambda batch: _encode(forward, batch, cfg),
+        lambda features, merged: _batch_loss(features, merged, cfg, teachers, info),
+        autocast=autocast,
+        device=info.device,
+    )
 
 
 def _batches(source: BatchSource, cfg: TrainConfig, info: DistInfo, epoch: int, position: int):
@@ -208,17 +252,11 @@ def train(
     while step < last:
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        parts: dict[str, float] = {}
-        for micro in range(cfg.accum):
+        batches = []
+        for _ in range(cfg.accum):
             batch, epoch, position = next(stream)
-            sync = micro == cfg.accum - 1 or not info.distributed
-            context = contextlib.nullcontext() if sync else forward.no_sync()
-            with context:
-                with autocast:
-                    out_parts = _loss(forward, _to(batch, info.device), cfg, teachers, info)
-                (out_parts["loss"] / cfg.accum).backward()
-            for key, value in out_parts.items():
-                parts[key] = parts.get(key, 0.0) + float(value.detach()) / cfg.accum
+            batches.append(_to(batch, info.device))
+        parts = {k: float(v) for k, v in backward_step(forward, batches, cfg, teachers, info, autocast).items()}
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip) if cfg.grad_clip > 0 else None
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
