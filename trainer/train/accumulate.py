@@ -99,9 +99,9 @@ def accumulate_gradients(
     merged = merge_batches(batches, skip=INPUT_KEYS)
     last = len(batches) - 1
     parts: dict[str, Tensor] = {}
+    no_sync = getattr(model, "no_sync", None)  # a DistributedDataParallel's
     for j, batch in enumerate(batches):
         _set_rng_state(states[j], device)
-        no_sync = getattr(model, "no_sync", None)
         context = no_sync() if no_sync is not None and j < last else contextlib.nullcontext()
         with context:
             with autocast:

@@ -59,8 +59,8 @@ class FinetuneOptions:
     three album splits) and the teachers are distilled on the synthetic captions (``lam_syn = 1``), which keeps
     the generic knowledge (see the README for the measurements). ``lr`` and ``steps`` default to the base family's
     values (starter: 1e-4, the usual BERT fine-tuning rate, and 300 steps; MobileCLIP: 3e-5 and 100 steps), with
-    10% warm-up. ``train_layers`` top text
-    layers train in both families; ``image_blocks`` trailing image trunk blocks train in a MobileCLIP base.
+    10% warm-up. ``train_layers`` top text layers train in both families; ``image_blocks`` trailing image trunk
+    blocks train in a MobileCLIP base.
     """
 
     base: str | None = None
