@@ -19,10 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnxruntime as ort
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.privacy import keep_private  # noqa: E402
+
+keep_private()  # before onnxruntime is imported: it reads its telemetry switch only then
+
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
 
 from core.tokenizers.clip_bpe import ClipBpeTokenizer, bundled_vocab_path  # noqa: E402
 from trainer.models.clip import MobileCLIP, create_model, model_info  # noqa: E402

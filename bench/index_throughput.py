@@ -5,7 +5,7 @@
 (c) ours: core.indexer.index_paths (draft decode in parallel threads, batched embedding, batched commits).
 
 It also prints what each stage costs in CPU time per photo (decode, model preprocessing, embedding), and the most
-any pipeline doing all three could reach on this machine's cores: (c) can approach that bound, not (a).
+any pipeline doing all three could reach on the cores of the machine it runs on: (c) can approach that bound, not (a).
 
   python bench/index_throughput.py [--photos 96] [--rounds 3] [--model starter] [--library DIR]
 """

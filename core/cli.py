@@ -202,7 +202,6 @@ def _cmd_export_xmp(args: argparse.Namespace, library: Library) -> int:
 def _cmd_watch(args: argparse.Namespace, library: Library) -> int:
     _ensure_model(library)
     report = library.index()
-    print(f"indexed {report.indexed}, {report.found} photos in the library folders; watching (Ctrl+C stops)")
 
     def on_report(update: IndexReport) -> None:
         line = (
@@ -213,6 +212,11 @@ def _cmd_watch(args: argparse.Namespace, library: Library) -> int:
         print(json.dumps(line) if args.json else line, flush=True)
 
     with library.watcher(on_report):
+        # Said once the watcher runs: a photo dropped in right after the message must not be missed.
+        print(
+            f"indexed {report.indexed}, {report.found} photos in the library folders; watching (Ctrl+C stops)",
+            flush=True,
+        )
         threading.Event().wait()
     return 0
 

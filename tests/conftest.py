@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import core  # noqa: F401  (first: it switches onnxruntime's telemetry off before any test imports onnxruntime)
+from tests.support.paths import CACHE, REPO
+from tests.support.tiny_model import tiny_package_dir  # noqa: F401  (session fixture: the tiny model package)
 
-REPO = Path(__file__).resolve().parent.parent
-GOLDEN_DIR = Path(os.environ.get("PHOTOSEEK_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
-CACHE = REPO / ".cache" / "test-models"
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def _starter_sources_key() -> str:

@@ -196,7 +196,7 @@ _BY_NAME = {entry[2]: entry for entry in _CATALOGUE}
 
 
 def all_photos() -> list[CorpusPhoto]:
-    """Every catalogued photo, installed here or not."""
+    """Every catalogued photo, installed or not."""
     return [_photo(entry) for entry in _CATALOGUE]
 
 
@@ -226,7 +226,7 @@ def _find(entry: tuple[str, str, str, str, tuple[str, ...]]) -> Path | None:
 
 
 def available_photos() -> list[CorpusPhoto]:
-    """The catalogued photos whose package is installed (or unpacked under ``PHOTOSEEK_CORPUS_ROOTS``) here."""
+    """The catalogued photos whose package is installed (or unpacked under ``PHOTOSEEK_CORPUS_ROOTS``)."""
     return [_photo(entry) for entry in _CATALOGUE if _find(entry) is not None]
 
 

@@ -4,7 +4,7 @@ A checkpoint is read with ``torch.load(weights_only=True)`` (or safetensors), so
 refused. ``{"state_dict": ...}`` wrappers and a ``module.`` prefix are accepted. The variant is recognised from the
 key names and shapes; v1 models that Apple also publishes in the open_clip layout (MobileCLIP-S1/S2/B ``-OpenCLIP``)
 are converted back to the ml-mobileclip layout, whose module reproduces Apple's reference (for B the stem padding
-and LayerNorm eps differ from timm's, spec 13.2).
+and LayerNorm eps differ from timm's, docs/mobileclip-spec.md §13.2).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def read_state_dict(path: Path) -> tuple[dict[str, Tensor], list[str]]:
     return state, notes
 
 
-# --- v1 <-> open_clip key names (spec 7.2; checked against golden keymap-v1-to-openclip-*.json) ----------------------
+# --- v1 <-> open_clip key names (docs/mobileclip-spec.md §7.2; checked against golden keymap-v1-to-openclip-*.json) ---
 
 _NETWORK_TO_STAGE = {
     0: "stages.0.blocks",

@@ -103,7 +103,7 @@ def parity_images() -> tuple[list[Image.Image], str]:
 
 
 def preprocess_spec(info: ModelInfo) -> PreprocessSpec:
-    """The card's preprocessing for a variant (spec section 5): one shortest-side view with crop fraction 1.0."""
+    """The card's preprocessing for a variant (docs/mobileclip-spec.md §5): one shortest-side view, crop fraction 1."""
     return PreprocessSpec(
         size=info.resolution,
         interpolation=info.interpolation,

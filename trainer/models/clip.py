@@ -45,8 +45,8 @@ _MC2_AMBIGUITY = (
     "Preprocessing uses open_clip's and timm's pretrained-tag settings for this model (bilinear, shortest-side "
     "resize + centre crop, mean 0 / std 1). Open_clip loading a local file the way Apple's README does falls "
     "back to bicubic + OpenAI mean/std instead, and the training script's default is OpenAI mean/std, so which "
-    "normalisation the released weights expect cannot be settled from code (spec sections 5 and 13.1). Check "
-    "zero-shot accuracy on labelled photos both ways before relying on it."
+    "normalisation the released weights expect cannot be settled from code (docs/mobileclip-spec.md §5 and "
+    "§13.1). Check zero-shot accuracy on labelled photos both ways before relying on it."
 )
 _OPENAI_NOTE = "OpenAI CLIP mean/std normalisation ({interp}), as open_clip's and timm's pretrained configs give."
 _S34_V1_NOTE = (
@@ -62,7 +62,8 @@ class ModelInfo:
     Attributes:
         name: registry name (``mobileclip-s0`` ...). display: human name. tag: golden-data tag of the
         architecture (``S0``, ``MC2-S3`` ...). layout: ``v1`` (ml-mobileclip names) or ``openclip``.
-        checkpoint_file: the official file name. interpolation, mean, std: image preprocessing (spec 5).
+        checkpoint_file: the official file name. interpolation, mean, std: image preprocessing
+        (docs/mobileclip-spec.md §5).
         notes: facts about the weights a user should know (written into the model card).
     """
 

@@ -1,4 +1,4 @@
-"""Deterministic per-key fill of a state dict (the scheme of ``/work/shared/golden/README.md``).
+"""Deterministic per-key fill of a state dict (the scheme of ``tests/data/golden/README.md``).
 
 Each entry is filled from a PCG64 generator seeded with the CRC32 of its key, by the first matching rule, so that a
 re-implementation with the reference key names reproduces the reference golden tensors exactly. Also used to make

@@ -65,7 +65,7 @@ def packed_self_attention(qkv: Tensor, num_heads: int, causal: bool) -> Tensor:
 def eot_positions(input_ids: Tensor, eot_index: Tensor | None) -> Tensor:
     """Pooling positions: the caller's ``eot_index`` if given, else the first argmax of each row.
 
-    The end-of-text id (49407) is the largest id, so argmax finds it (spec 3.1, step 5).
+    The end-of-text id (49407) is the largest id, so argmax finds it (docs/mobileclip-spec.md §3.1, step 5).
     """
     if eot_index is not None:
         return eot_index.to(torch.long)
@@ -81,7 +81,8 @@ def gather_rows(x: Tensor, positions: Tensor) -> Tensor:
 def check_input_ids(input_ids: Tensor, context_length: int) -> None:
     """Raise ``ValueError`` unless ``input_ids`` is ``[N, context_length]``.
 
-    The non-causal encoders attend to padding, so the exact length is part of the model (spec risk 3).
+    The non-causal encoders attend to padding, so the exact length is part of the model
+    (docs/mobileclip-spec.md §13, risk 3).
     """
     if torch.jit.is_tracing():
         return  # shapes are symbolic while exporting; the export itself fixes the length

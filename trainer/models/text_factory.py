@@ -1,6 +1,6 @@
 """Build the MobileCLIP / MobileCLIP2 text encoder for a variant tag.
 
-Tags follow the golden data (``/work/shared/golden``): v1 tags ``S0``, ``S1``, ``S2``, ``B`` use the
+Tags follow the golden data (``tests/data/golden``): v1 tags ``S0``, ``S1``, ``S2``, ``B`` use the
 official ``mobileclip_*.pt`` names (checkpoint prefix ``text_encoder.``); ``MC2-*`` tags use the
 open_clip names of the MobileCLIP2 checkpoints (prefix ``text.``).
 """
@@ -17,7 +17,7 @@ from trainer.models.text_v1 import TextTransformerV1
 
 @dataclass(frozen=True)
 class TextConfig:
-    """Architecture of one text tower (spec sections 1 and 3)."""
+    """Architecture of one text tower (docs/mobileclip-spec.md §1 and §3)."""
 
     layout: str  # "v1" or "openclip"
     variant: str  # "base" or "mct" (v1 only)

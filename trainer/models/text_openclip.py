@@ -1,4 +1,4 @@
-"""open_clip ``TextTransformer`` layout, used by every MobileCLIP2 checkpoint (spec section 3.2).
+"""open_clip ``TextTransformer`` layout, used by every MobileCLIP2 checkpoint (docs/mobileclip-spec.md §3.2).
 
 Same maths as the v1 base encoder, different names: ``token_embedding``, ``positional_embedding``
 ``[L, W]``, ``transformer.resblocks.<i>.{ln_1, attn.in_proj_*, attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj}``,

@@ -1,6 +1,6 @@
 """MobileCLIP v1 text encoders with the parameter names of the official ``mobileclip_*.pt`` files.
 
-Two variants (spec section 3.1):
+Two variants (docs/mobileclip-spec.md §3.1):
 
 * ``base`` (MobileCLIP-S1, S2, B): 12 pre-norm transformer layers, causal mask only for B.
 * ``mct`` (MobileCLIP-S0): ``[RepMixer block, 4 transformer layers, RepMixer block]``; the RepMixer blocks
@@ -156,7 +156,7 @@ class TextTransformerV1(nn.Module):
         """Hidden states of every position after the final LayerNorm, ``[N, L, width]``."""
         check_input_ids(input_ids, self.context_length)
         x = self.embedding_layer(input_ids)
-        # The v1 code computes an embedding scale of width**-0.5 but never applies it (spec 3.1).
+        # The v1 code computes an embedding scale of width**-0.5 but never applies it (docs/mobileclip-spec.md §3.1).
         x = x + self.positional_embedding().to(x.dtype)
         for layer in self.transformer:
             x = layer(x)

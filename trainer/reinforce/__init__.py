@@ -1,4 +1,4 @@
-"""Multi-modal dataset reinforcement (MobileCLIP's DataCompDR recipe, spec section 9).
+"""Multi-modal dataset reinforcement (MobileCLIP's DataCompDR recipe, docs/mobileclip-spec.md §9).
 
 Teachers' knowledge is paid for once and stored with the data: per image, K augmentations as parameters, every
 teacher's embedding of every augmented view, real and synthetic captions and their teacher embeddings, in

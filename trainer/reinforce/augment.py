@@ -2,11 +2,11 @@
 
 One augmentation is a RandomResizedCrop box in original-image pixels plus two RandAugment ops with signed
 magnitudes, stored per entry as ``[[top, left, height, width], [[op, magnitude], [op, magnitude]]]`` with
-``null`` for a transform that was skipped (spec section 9.2). Sampling follows torchvision's
+``null`` for a transform that was skipped (docs/mobileclip-spec.md §9.2). Sampling follows torchvision's
 ``RandomResizedCrop.get_params`` and ``RandAugment`` (2 ops, magnitude bin 9 of 31) but draws from a NumPy
 generator, so a sample's augmentations depend only on the seed and its key, never on which process made them.
 Replay follows torchvision's PIL code paths (crop, then resize; nearest-neighbour geometric ops with black fill),
-without importing torchvision (spec 13.11).
+without importing torchvision (docs/mobileclip-spec.md §13.11).
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ from trainer.reinforce.shards import is_finite_float
 CARD_FILE = "dataset_card.json"
 FORMAT = "photoseek-reinforced-dataset"
 FORMAT_VERSION = 1
-# Apple's DataCompDR (v1): two ViT-L/14 teachers, 768-d each, teacher logit scale 100 (spec 9.2, 9.3).
+# Apple's DataCompDR (v1): two ViT-L/14 teachers, 768-d each, teacher logit scale 100
+# (docs/mobileclip-spec.md §9.2, §9.3).
 DATACOMPDR_TEACHERS = (("ViT-L-14/openai", 768, 100.0), ("ViT-L-14/datacomp_xl_s13b_b90k", 768, 100.0))
 
 
@@ -151,7 +152,7 @@ def datacompdr_card(shards: Sequence[Path], *, augmentations: int = 30, syntheti
         "embedding_dim": sum(t["dim"] for t in teachers),
         "augmentations": augmentations,
         "synthetic_captions": synthetic_captions,
-        "captioner": {"id": "coca_ViT-L-14", "note": "open_clip coca_ViT-L-14 (spec 9.2)"},
+        "captioner": {"id": "coca_ViT-L-14", "note": "open_clip coca_ViT-L-14 (docs/mobileclip-spec.md §9.2)"},
         "shards": [{"file": str(p), "sha256": None, "samples": None} for p in shards],
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

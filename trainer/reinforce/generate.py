@@ -329,14 +329,14 @@ def reinforce(
     if log and result.already_done:
         log(f"rank {rank}: {len(result.already_done)} shard(s) already finished, skipping them")
     writer = _UnitWriter(teachers, config, captions, captioner)
-    bar = None
+    bar = None  # a tqdm without a total has no truth value (bool() raises): compare with None only
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(unit="img", desc=f"reinforce rank {rank}/{world_size}", position=rank, dynamic_ncols=True)
     try:
         for unit in todo:
-            info = writer.write(source, unit, out_dir, bar.update if bar else lambda n: None)
+            info = writer.write(source, unit, out_dir, bar.update if bar is not None else lambda n: None)
             result.written.append(unit)
             result.samples += info["samples"]
             if log and (info["skipped"] or info["errors"]):

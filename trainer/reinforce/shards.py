@@ -1,6 +1,6 @@
 """Reinforced samples in DataCompDR's webdataset layout: writing shards and parsing (untrusted) samples.
 
-Members of one sample, all named ``<key>.<ext>`` (spec section 9.2):
+Members of one sample, all named ``<key>.<ext>`` (docs/mobileclip-spec.md §9.2):
 
 * ``jpg`` / ``png`` / ``webp``: the image, stored upright (no EXIF rotation left to apply);
 * ``txt``: the real caption; ``json``: ``{"uid", "sha256", "label", ...}``; ``url.txt`` in Apple's data;

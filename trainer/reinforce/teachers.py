@@ -2,7 +2,7 @@
 
 A teacher says how it wants its image views (square resolution, interpolation, mean/std) and embeds views
 and texts into unit-length rows. An ensemble is an ordered list of teachers; its embedding of a view is the
-concatenation of each teacher's unit row, in list order (DataCompDR's layout, spec 13.13).
+concatenation of each teacher's unit row, in list order (DataCompDR's layout, docs/mobileclip-spec.md §13.13).
 
 Two implementations: a core model package run by onnxruntime (the starter, imported MobileCLIP packages and any
 future package), and a torch CLIP module such as ``trainer.models.clip.MobileCLIP`` (batched, inference mode, on

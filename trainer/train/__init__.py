@@ -1,4 +1,4 @@
-"""Multi-modal reinforced training (MobileCLIP, spec section 9) and album fine-tuning.
+"""Multi-modal reinforced training (MobileCLIP, docs/mobileclip-spec.md §9) and album fine-tuning.
 
 General training: ``loss`` (the reinforced loss), ``optim`` (AdamW groups, warm-up + cosine), ``loop`` (the loop:
 accumulation, clipping, bf16, EMA, exact resume, DDP), ``data`` (batch sources), ``distributed``, ``state``

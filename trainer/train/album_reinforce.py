@@ -2,8 +2,8 @@
 
 Only the *training* photos go in (a folder of symlinks per label), so validation photos never reach a teacher's
 stored knowledge or the student. Real captions are the label in one of core's tag templates (what the app's
-tagging and search use). Synthetic captions: DataCompDR's come from a CoCa captioner, which this machine does not
-have; ``ConceptCaptioner`` names each photo's top concepts from the generic tag vocabulary by the teachers'
+tagging and search use). Synthetic captions: DataCompDR's come from a CoCa captioner, which PhotoSeek does
+not ship; ``ConceptCaptioner`` names each photo's top concepts from the generic tag vocabulary by the teachers'
 ensemble ("a photo of a dog."). They are the teachers' own zero-shot reading of the photo, so distilling on them
 keeps the generic knowledge the teachers have. Teacher scales: a card's ``logit_scale`` (MobileCLIP: 100), else
 the starter's calibrated value.

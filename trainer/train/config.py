@@ -16,7 +16,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass
 class TrainConfig:
-    """Everything the loop needs; defaults follow the MobileCLIP recipe (spec 9.3 / 9.4) scaled to one machine.
+    """Everything the loop needs; defaults follow the MobileCLIP recipe (docs/mobileclip-spec.md §9.3, §9.4), scaled to
+    one machine.
 
     ``batch_size`` is the global batch (all ranks, one optimiser step is ``accum`` micro-batches of it /
     ``accum``). ``precision`` ``auto`` uses bf16 autocast on GPUs that support it and fp32 elsewhere.

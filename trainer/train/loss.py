@@ -1,4 +1,4 @@
-"""The multi-modal reinforced training loss of MobileCLIP (spec section 9.3).
+"""The multi-modal reinforced training loss of MobileCLIP (docs/mobileclip-spec.md §9.3).
 
 For one caption kind (real or synthetic) with normalised student features ``u`` (images) and ``v`` (texts),
 student scale ``s`` and stored teacher features ``U^k``, ``V^k`` with fixed teacher scales ``t_k``:
@@ -8,7 +8,7 @@ student scale ``s`` and stored teacher features ``U^k``, ``V^k`` with fixed teac
 * ``L_kd = (CE(P_i2t, s u v^T) + CE(P_t2i, s v u^T)) / 2``, cross-entropy against the teachers' distributions;
 * ``L = w_clip L_clip + w_kd L_kd``, computed for the real and for one synthetic caption and summed.
 
-Defaults and their sources (ml-mobileclip ``training/configs/run_datacompdr*.sh`` via the spec):
+Defaults and their sources (ml-mobileclip ``training/configs/run_datacompdr*.sh`` via docs/mobileclip-spec.md):
 ``w = (0, 1)`` for the MobileCLIP-S variants on DataCompDR-12M and -1B (distillation only; ViT-B used
 ``(0.25, 0.75)``), teacher scale 100 for both DataCompDR teachers (70 and 60 for the MobileCLIP2 DFN teachers).
 
@@ -33,7 +33,7 @@ DEFAULT_TEACHER_SCALE = 100.0  # --distill-logit-scale 100 in run_datacompdr*.sh
 class LossWeights:
     """Weights of the contrastive and the distillation term for one caption kind."""
 
-    clip: float = 0.0  # MobileCLIP-S recipe: distillation only (spec 9.3 / 9.4)
+    clip: float = 0.0  # MobileCLIP-S recipe: distillation only (docs/mobileclip-spec.md §9.3, §9.4)
     kd: float = 1.0
 
     @classmethod

@@ -1,8 +1,8 @@
-"""AdamW with the CLIP parameter groups, and warm-up followed by cosine decay (spec section 9.4).
+"""AdamW with the CLIP parameter groups, and warm-up followed by cosine decay (docs/mobileclip-spec.md §9.4).
 
-Recipe defaults (ml-mobileclip ``run_datacompdr*.sh`` via the spec): lr 1e-3, betas (0.9, 0.95), weight decay 0.2,
-1,000 warm-up steps then cosine to 0 (open_clip's ``cosine_lr``). Norms, biases, layer scales and the logit scale
-get no weight decay: decaying them pulls scales towards 0 and fights the normalisation they implement.
+Recipe defaults (ml-mobileclip ``run_datacompdr*.sh`` via docs/mobileclip-spec.md): lr 1e-3, betas (0.9, 0.95),
+weight decay 0.2, 1,000 warm-up steps then cosine to 0 (open_clip's ``cosine_lr``). Norms, biases, layer scales and
+the logit scale get no weight decay: decaying them pulls scales towards 0 and fights the normalisation they implement.
 """
 
 from __future__ import annotations

@@ -1,0 +1,63 @@
+"""Helpers shared by the desktop tests: real photo folders, drops, waiting for the grid (fixtures: conftest.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QTreeWidget
+
+from desktop.main_window import MainWindow
+from tests.photo_corpus import available_photos, materialize
+
+WAIT_MS = 120_000  # indexing on a loaded 2-core machine can be slow; a hang still fails
+DATED_FROM = 1_600_000_000.0  # the `indexed` photos' file dates: one a day from here, in name order
+
+
+def photo_folder(dest: Path, copies: int = 1, max_side: int = 384) -> Path:
+    """A folder of real photos (every corpus photo whose package is installed), `copies` times each under new names."""
+    written = materialize(dest, max_side=max_side)
+    for i in range(1, copies):
+        for name, path in written.items():
+            shutil.copyfile(path, dest / f"{name}_copy{i}{path.suffix}")
+    return dest
+
+
+def corpus_size() -> int:
+    return len(available_photos())
+
+
+def drop_paths(window: MainWindow, paths: list[Path]) -> None:
+    """Drag `paths` over the window and drop them, as a file manager would."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QPointF(window.rect().center())
+    enter = QDragEnterEvent(pos.toPoint(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted(), "the window refused the drag"
+    drop = QDropEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(window, drop)
+    assert drop.isAccepted(), "the window refused the drop"
+
+
+def wait_for_query(qtbot, window: MainWindow, query: str) -> None:
+    """Wait until the grid shows the answer to `query` ("" = the whole library)."""
+    qtbot.waitUntil(
+        lambda: window.results_received and window.photo_list.query == query and not window.search_pending,
+        timeout=WAIT_MS,
+    )
+
+
+def click_row(qtbot, tree: QTreeWidget, text: str) -> None:
+    """Click the row of a list (QTreeWidget) whose first column reads `text`, as a user would."""
+    items = tree.findItems(text, Qt.MatchExactly, 0)
+    assert items, f"no row {text!r} in {tree.objectName()}"
+    tree.scrollToItem(items[0])
+    qtbot.mouseClick(tree.viewport(), Qt.LeftButton, pos=tree.visualItemRect(items[0]).center())
+
+
+def names(window: MainWindow) -> list[str]:
+    """File names of the grid's rows, in order."""
+    return [Path(p).stem for p in window.grid_model.paths()]
