@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from core.encoders import ModelPackage
 from core.errors import NoModelError, PhotoSeekError
 from core.indexer import IndexReport
 from core.library import Library
@@ -276,7 +277,10 @@ def _cmd_models(args: argparse.Namespace, library: Library) -> int:
         model = store.find(args.model_id)
         verify_files(model.dir, model.card)
         count = len(model.card.files)
-        _emit(args, {"id": model.id, "ok": True, "files": count}, f"{model.id}: all {count} files match the card")
+        check = ModelPackage(model.dir, verify=False).check_image_encoder()
+        data = {"id": model.id, "ok": True, "files": count, "image_check": check and asdict(check)}
+        text = f"{model.id}: all {count} files match the card" + (f"\n{check.describe()}" if check else "")
+        _emit(args, data, text)
     return 0
 
 

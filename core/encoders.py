@@ -12,6 +12,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from core.errors import ModelPackageError
+from core.image_check import ImageCheckResult, judge, load_check_views
 from core.model_card import EncoderSpec, ModelCard, read_card, verify_files
 from core.preprocess import preprocess
 from core.tokenizers import Tokenizer, load_tokenizer
@@ -53,6 +54,7 @@ class ModelPackage:
         # the image encoder is busy indexing.
         self._image_lock = threading.Lock()
         self._text_lock = threading.Lock()
+        self.image_check_result: ImageCheckResult | None = None
 
     @property
     def id(self) -> str:
@@ -64,7 +66,22 @@ class ModelPackage:
 
     @cached_property
     def _image_session(self) -> ort.InferenceSession:
-        return self._checked_session(self.card.image_encoder)
+        session = self._checked_session(self.card.image_encoder)
+        check = self.card.image_check
+        if check is None:
+            return session
+        views = load_check_views(self.dir / check.views, self.card.preprocess, self.dim)
+        raw = session.run([self.card.image_encoder.output], {self.card.image_encoder.inputs[0]: views.pixels})[0]
+        self.image_check_result = judge(raw, views, check, self.card.image_encoder.file)
+        if self.image_check_result.passed:
+            return session
+        return self._checked_session(check.fallback)
+
+    def check_image_encoder(self) -> ImageCheckResult | None:
+        """Run the card's image check on this CPU (once per process); None when the card has no check."""
+        with self._image_lock:
+            _ = self._image_session
+        return self.image_check_result
 
     @cached_property
     def _text_session(self) -> ort.InferenceSession:

@@ -67,6 +67,19 @@ class EncoderSpec:
 
 
 @dataclass(frozen=True)
+class ImageCheckSpec:
+    """A fast (e.g. int8) image encoder's check on the CPU that runs it (see `core.image_check`).
+
+    `views` is an npz of uint8 views and the exact graph's embeddings of them; when the fast encoder's embedding of
+    any view falls below `min_cosine` to them, core runs `fallback` (the exact graph, same inputs and output).
+    """
+
+    views: str
+    fallback: EncoderSpec
+    min_cosine: float
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """The parsed `model_card.json` of a model package."""
 
@@ -84,6 +97,7 @@ class ModelCard:
     parity: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     query_template: str = "{}"
+    image_check: ImageCheckSpec | None = None
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -132,6 +146,21 @@ def _parse_encoder(data: dict[str, Any], where: str) -> EncoderSpec:
     )
 
 
+def _parse_image_check(data: Any, image_encoder: EncoderSpec, where: str) -> ImageCheckSpec | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ModelPackageError(f"{where}: 'image_check' in the model card must be an object")
+    fallback = _parse_encoder(_require(data, "fallback", dict, where), where)
+    min_cosine = float(_require(data, "min_cosine", (int, float), where))
+    if (fallback.inputs, fallback.output) != (image_encoder.inputs, image_encoder.output) or not 0 < min_cosine <= 1:
+        raise ModelPackageError(
+            f"{where}: the image check's fallback must take the image encoder's inputs and output, with a min_cosine "
+            "in (0, 1]"
+        )
+    return ImageCheckSpec(_require(data, "views", str, where), fallback, min_cosine)
+
+
 def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
     """Validate a card's JSON object and return it typed; raise ModelPackageError naming what is wrong."""
     if not isinstance(data, dict):
@@ -152,6 +181,7 @@ def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
     for name, digest in files.items():
         if Path(name).name != name or not isinstance(digest, str) or len(digest) != 64:
             raise ModelPackageError(f"{where}: bad file entry {name!r} (plain file names with sha256 hex digests only)")
+    image_encoder = _parse_encoder(_require(data, "image_encoder", dict, where), where)
     query_template = data.get("query_template", "{}")
     if not isinstance(query_template, str) or query_template.count("{}") != 1:
         raise ModelPackageError(f"{where}: query_template must contain exactly one '{{}}'")
@@ -167,7 +197,7 @@ def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
             context_length=int(tokenizer.get("context_length", 77)),
             lowercase=bool(tokenizer.get("lowercase", True)),
         ),
-        image_encoder=_parse_encoder(_require(data, "image_encoder", dict, where), where),
+        image_encoder=image_encoder,
         text_encoder=_parse_encoder(_require(data, "text_encoder", dict, where), where),
         files=dict(files),
         license=_require(data, "license", dict, where),
@@ -175,6 +205,7 @@ def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
         parity=data.get("parity", {}),
         metrics=data.get("metrics", {}),
         query_template=query_template,
+        image_check=_parse_image_check(data.get("image_check"), image_encoder, where),
         format_version=version,
     )
 
@@ -203,6 +234,8 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
 def verify_files(package_dir: Path, card: ModelCard) -> None:
     """Check that every file the card lists exists and has the recorded sha256; refuse the package if not."""
     needed = {card.image_encoder.file, card.text_encoder.file, *card.tokenizer.files.values()}
+    if card.image_check is not None:
+        needed |= {card.image_check.views, card.image_check.fallback.file}
     unlisted = sorted(needed - set(card.files))
     if unlisted:
         raise ModelPackageError(f"{package_dir}: the card has no hash for {', '.join(unlisted)}")

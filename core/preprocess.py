@@ -91,13 +91,17 @@ def resize_view(image: Image.Image, size: int, view: ViewSpec, interpolation: st
     return image.crop((left, top, left + size, top + size))
 
 
+def normalisation(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset) per channel: a pixel value x becomes x * scale - offset, i.e. (x / 255 - mean) / std."""
+    # One multiply and one subtract, in place, on the HWC array: half the time of the textbook form, and within
+    # float32 rounding of it.
+    std = np.asarray(spec.std, dtype=np.float32)
+    return np.float32(1.0) / (np.float32(255.0) * std), np.asarray(spec.mean, dtype=np.float32) / std
+
+
 def preprocess(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """All views of one RGB image as float32 [views, 3, size, size], normalised as the card says."""
-    # (x / 255 - mean) / std as one multiply and one subtract, in place, on the HWC array: half the time of the
-    # textbook form, and within float32 rounding of it.
-    std = np.asarray(spec.std, dtype=np.float32)
-    scale = np.float32(1.0) / (np.float32(255.0) * std)
-    offset = np.asarray(spec.mean, dtype=np.float32) / std
+    scale, offset = normalisation(spec)
     views = np.empty((len(spec.views), 3, spec.size, spec.size), dtype=np.float32)
     for i, view in enumerate(spec.views):
         pixels = np.asarray(resize_view(image, spec.size, view, spec.interpolation), dtype=np.float32)

@@ -17,24 +17,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.model_card import EncoderSpec, ModelCard, PreprocessSpec, TokenizerSpec, ViewSpec
+from core.image_check import normalize_views
+from core.model_card import EncoderSpec, ImageCheckSpec, ModelCard, PreprocessSpec, TokenizerSpec, ViewSpec
 from core.tokenizers.wordpiece import WordPieceTokenizer
-from trainer.onnx_export import export_onnx, onnx_max_abs_diff, onnx_outputs
+from trainer.image_check import check_record, run_image_check, write_image_check
+from trainer.onnx_export import export_onnx, onnx_max_abs_diff
 from trainer.onnx_graph import fold_pads_in_file
 from trainer.package import finalize_package, install_package, staging_dir
 from trainer.starter.conse import ConSEImageEncoder
 from trainer.starter.efficientnet_lite import CROP_FRACTION, INPUT_MEAN, INPUT_STD, load_efficientnet_lite
 from trainer.starter.imagenet_prompts import PROMPT_TEMPLATES, imagenet_class_prompts
 from trainer.starter.minilm import load_minilm, minilm_model_dir
-from trainer.starter.quantize import CALIBRATION_FILES, calibration_pixels, quantize_image_encoder
+from trainer.starter.quantize import CALIBRATION_FILES, calibration_views, quantize_image_encoder
 
 MODEL_ID = "starter"
 TOP_K = 20
 TEMPERATURE = 3.0
 TEXT_MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
-# The int8 image encoder must stay this close (cosine, per view) to PyTorch on the calibration photos, or the
-# build fails: measured 0.99+ for every photo of the corpus, so lower means the quantization went wrong.
-MIN_INT8_COSINE = 0.95
+# core runs the int8 image encoder only where every check view stays this close (cosine) to the float32 graph on
+# that CPU; elsewhere it runs the float32 graph. Set with a margin over the 0.98 every photo must keep
+# (bench/int8_cpus.py: the check views' minimum tracks the corpus minimum).
+MIN_INT8_COSINE = 0.985
+INT8_IMAGE = EncoderSpec("image_encoder.onnx", ("pixel_values",), "image_embeds")
+FLOAT_IMAGE = EncoderSpec("image_encoder.float32.onnx", ("pixel_values",), "image_embeds")
 LICENSE_TEXT = """\
 PhotoSeek starter model package. Built by PhotoSeek's trainer from these PyPI packages' files:
 
@@ -83,7 +88,7 @@ def _preprocess_spec() -> PreprocessSpec:
     )
 
 
-def _card(dim: int, parity: dict[str, float | str], seconds: float) -> ModelCard:
+def _card(dim: int, check: ImageCheckSpec, parity: dict[str, object], seconds: float) -> ModelCard:
     return ModelCard(
         id=MODEL_ID,
         name="PhotoSeek Starter (EfficientNet-Lite0 ConSE + MiniLM-L6)",
@@ -91,7 +96,8 @@ def _card(dim: int, parity: dict[str, float | str], seconds: float) -> ModelCard
             "family": "conse",
             "image": "efficientnet-lite0 imagenet classifier, ConSE top-k class-embedding mix",
             "image_precision": f"int8 convolutions (QDQ, per-channel weights, calibrated on {len(CALIBRATION_FILES)} "
-            "photos), float32 head",
+            "photos) after a float32 stem and first blocks, float32 head; the float32 graph ships beside it for CPUs "
+            "where the image check finds int8 strays",
             "text": "all-MiniLM-L6-v2 (BERT 6x384, mean pooling)",
             "top_k": TOP_K,
             "temperature": TEMPERATURE,
@@ -100,7 +106,7 @@ def _card(dim: int, parity: dict[str, float | str], seconds: float) -> ModelCard
         embedding_dim=dim,
         preprocess=_preprocess_spec(),
         tokenizer=TokenizerSpec(kind="wordpiece", files={"vocab": "vocab.txt"}, context_length=TEXT_MAX_TOKENS),
-        image_encoder=EncoderSpec("image_encoder.onnx", ("pixel_values",), "image_embeds"),
+        image_encoder=INT8_IMAGE,
         text_encoder=EncoderSpec("text_encoder.onnx", ("input_ids", "attention_mask"), "text_embeds"),
         files={},
         license={"name": "Apache-2.0", "file": "LICENSE.txt"},
@@ -117,11 +123,8 @@ def _card(dim: int, parity: dict[str, float | str], seconds: float) -> ModelCard
         },
         parity=parity,
         metrics={},
+        image_check=check,
     )
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def build_starter(install_root: Path, log: Log = lambda _msg: None) -> Path:
@@ -140,60 +143,82 @@ def build_starter(install_root: Path, log: Log = lambda _msg: None) -> Path:
         image_encoder.eval()
 
         log("exporting the encoders to ONNX")
-        pixels = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 3, 224, 224)).astype(np.float32))
-        float_image = staged / "image_encoder.float32.onnx"
-        export_onnx(
-            image_encoder,
-            (pixels,),
-            float_image,
-            ["pixel_values"],
-            "image_embeds",
-            {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
-        )
-        fold_pads_in_file(float_image)
-        sample = tokenizer(["a dog on a beach at sunset", "receipts", "grandma's garden in spring, with roses"])
-        ids, mask = torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["attention_mask"])
-        export_onnx(
-            text_encoder,
-            (ids, mask),
-            staged / "text_encoder.onnx",
-            ["input_ids", "attention_mask"],
-            "text_embeds",
-            {
-                "input_ids": {0: "batch", 1: "tokens"},
-                "attention_mask": {0: "batch", 1: "tokens"},
-                "text_embeds": {0: "batch"},
-            },
-        )
+        parity = _export_image(image_encoder, staged)
+        dim = int(parity.pop("dim"))
+        parity |= _export_text(text_encoder, tokenizer, staged)
 
-        log("quantizing the image encoder to int8 and checking onnxruntime against PyTorch")
-        photos = calibration_pixels(_preprocess_spec())
-        with torch.inference_mode():
-            image_ref = image_encoder(pixels).numpy()
-            photo_ref = image_encoder(torch.from_numpy(photos)).numpy()
-            text_ref = text_encoder(ids, mask).numpy()
-        float_diff = onnx_max_abs_diff(float_image, {"pixel_values": pixels.numpy()}, image_ref)
-        quantize_image_encoder(float_image, staged / "image_encoder.onnx", "pixel_values", photos)
-        float_image.unlink()
-        cosines = _cosines(onnx_outputs(staged / "image_encoder.onnx", {"pixel_values": photos}), photo_ref)
-        if cosines.min() < MIN_INT8_COSINE:
-            raise RuntimeError(f"the int8 image encoder strays from PyTorch (cosine {cosines.min():.3f} on a photo)")
-        parity = {
-            "image_float32_max_abs_diff": float_diff,
-            "image_int8_cosine_min": float(cosines.min()),
-            "image_int8_cosine_mean": float(cosines.mean()),
-            "text_max_abs_diff": onnx_max_abs_diff(
-                staged / "text_encoder.onnx",
-                {"input_ids": sample["input_ids"], "attention_mask": sample["attention_mask"]},
-                text_ref,
-            ),
-            "inputs": f"float32 graph: 4 random normal images (224 px); int8: {len(photos)} views of the "
-            f"{len(CALIBRATION_FILES)} calibration photos; text: 3 sentences",
-        }
+        log("quantizing the image encoder to int8 and checking it on this CPU")
+        check, check_parity = _quantize_and_check(staged, dim)
         shutil.copyfile(vocab, staged / "vocab.txt")
         (staged / "LICENSE.txt").write_text(LICENSE_TEXT, encoding="utf-8")
-        finalize_package(staged, _card(int(text_ref.shape[1]), parity, time.perf_counter() - started))
+        card = _card(dim, check, parity | check_parity, time.perf_counter() - started)
+        finalize_package(staged, card)
         return install_package(staged, install_root, MODEL_ID)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
+
+
+def _export_image(image_encoder: torch.nn.Module, staged: Path) -> dict[str, float | str]:
+    """Export the float32 image graph (Pads folded) and compare it with PyTorch on noise and on real photos."""
+    noise = np.random.default_rng(0).standard_normal((4, 3, 224, 224)).astype(np.float32)
+    photos = normalize_views(calibration_views(_preprocess_spec()), _preprocess_spec())
+    export_onnx(
+        image_encoder,
+        (torch.from_numpy(noise),),
+        staged / FLOAT_IMAGE.file,
+        list(FLOAT_IMAGE.inputs),
+        FLOAT_IMAGE.output,
+        {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
+    )
+    fold_pads_in_file(staged / FLOAT_IMAGE.file)
+    with torch.inference_mode():
+        references = [image_encoder(torch.from_numpy(x)).numpy() for x in (noise, photos)]
+    diffs = [
+        onnx_max_abs_diff(staged / FLOAT_IMAGE.file, {"pixel_values": x}, ref)
+        for x, ref in zip((noise, photos), references, strict=True)
+    ]
+    return {"image_float32_max_abs_diff": max(diffs), "dim": int(references[0].shape[1])}
+
+
+def _export_text(text_encoder: torch.nn.Module, tokenizer: WordPieceTokenizer, staged: Path) -> dict[str, float]:
+    sample = tokenizer(["a dog on a beach at sunset", "receipts", "grandma's garden in spring, with roses"])
+    ids, mask = torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["attention_mask"])
+    export_onnx(
+        text_encoder,
+        (ids, mask),
+        staged / "text_encoder.onnx",
+        ["input_ids", "attention_mask"],
+        "text_embeds",
+        {
+            "input_ids": {0: "batch", 1: "tokens"},
+            "attention_mask": {0: "batch", 1: "tokens"},
+            "text_embeds": {0: "batch"},
+        },
+    )
+    with torch.inference_mode():
+        text_ref = text_encoder(ids, mask).numpy()
+    feeds = {"input_ids": sample["input_ids"], "attention_mask": sample["attention_mask"]}
+    return {"text_max_abs_diff": onnx_max_abs_diff(staged / "text_encoder.onnx", feeds, text_ref)}
+
+
+def _quantize_and_check(staged: Path, dim: int) -> tuple[ImageCheckSpec, dict[str, object]]:
+    """Write the int8 graph and the image check, and run the check on this CPU.
+
+    The build never fails on the result: where this CPU's int8 strays, core on this CPU runs the float32 graph,
+    and every other CPU decides for itself.
+    """
+    spec = _preprocess_spec()
+    views = calibration_views(spec)
+    quantize_image_encoder(
+        staged / FLOAT_IMAGE.file, staged / INT8_IMAGE.file, "pixel_values", normalize_views(views, spec)
+    )
+    check = write_image_check(staged, views, FLOAT_IMAGE, spec, MIN_INT8_COSINE)
+    result = run_image_check(staged, INT8_IMAGE, check, spec, dim)
+    parity = {
+        "image_int8_check": check_record(result, len(views)),
+        "inputs": f"float32 graph vs PyTorch: 4 random normal images and {len(views)} views of the "
+        f"{len(CALIBRATION_FILES)} calibration photos (224 px); int8 vs float32: the same views (the card's image "
+        "check); text: 3 sentences",
+    }
+    return check, parity

@@ -19,6 +19,7 @@ from onnx import helper, numpy_helper
 
 from core.encoders import ModelPackage
 from core.model_card import ModelCard, write_card
+from trainer.image_check import save_check_views
 from trainer.onnx_export import export_onnx, onnx_max_abs_diff
 from trainer.train.album_student import CHECK_TEXTS, TEXT_STATE_FILE, AlbumStudent, save_text_state
 
@@ -47,6 +48,13 @@ def compose_image_graph(base_graph: Path, output: str, matrix: np.ndarray, dest:
     onnx.checker.check_model(model)
     onnx.save(model, str(dest))
     return dest
+
+
+def compose_image_check(base_check: Path, matrix: np.ndarray, dest: Path) -> Path:
+    """The base's image check for the composed graphs: the same views, their exact embeddings through the adapter."""
+    with np.load(base_check, allow_pickle=False) as data:
+        views, reference = data["views"], data["reference"]
+    return save_check_views(dest, views, reference @ matrix)
 
 
 def export_text(student: AlbumStudent, base: ModelPackage, dest: Path) -> tuple[Path, float]:
@@ -80,10 +88,16 @@ def write_album_package(
     ``check_pixels`` (``[N, views, 3, S, S]`` as core preprocesses them) verifies the composed image graph.
     """
     card = base.card
-    image_path = compose_image_graph(
-        base.dir / card.image_encoder.file, card.image_encoder.output, student.adapter_matrix(), staged / "image.onnx"
-    )
-    image_path.rename(staged / card.image_encoder.file)
+    for spec in (card.image_encoder, card.image_check.fallback if card.image_check else None):
+        if spec is not None:
+            image_path = compose_image_graph(
+                base.dir / spec.file, spec.output, student.adapter_matrix(), staged / "image.onnx"
+            )
+            image_path.rename(staged / spec.file)
+    if card.image_check is not None:
+        compose_image_check(
+            base.dir / card.image_check.views, student.adapter_matrix(), staged / card.image_check.views
+        )
     _, text_diff = export_text(student, base, staged / card.text_encoder.file)
     save_text_state(staged / TEXT_STATE_FILE, student.trained_text_state(previous_text_state))
     for file in {*card.tokenizer.files.values(), card.license.get("file", "")} - {""}:
