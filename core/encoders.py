@@ -70,6 +70,7 @@ class ModelPackage:
         check = self.card.image_check
         if check is None:
             return session
+        # A fast (int8) graph is trusted only once it has matched the exact graph on this CPU (core.image_check).
         views = load_check_views(self.dir / check.views, self.card.preprocess, self.dim)
         raw = session.run([self.card.image_encoder.output], {self.card.image_encoder.inputs[0]: views.pixels})[0]
         self.image_check_result = judge(raw, views, check, self.card.image_encoder.file)

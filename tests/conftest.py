@@ -23,6 +23,8 @@ def _starter_sources_key() -> str:
         REPO / "trainer" / "onnx_export.py",
         REPO / "trainer" / "onnx_graph.py",
         REPO / "trainer" / "package.py",
+        REPO / "trainer" / "image_check.py",
+        REPO / "core" / "image_check.py",
         REPO / "core" / "model_card.py",
         REPO / "core" / "tokenizers" / "wordpiece.py",
     ]

@@ -166,7 +166,7 @@ def test_export_xmp_errors_stats_and_models(indexed: Indexed) -> None:
     expect_ok(indexed.core("stats"), f"photos: {count}", "active_model: starter")
 
     expect_ok(indexed.core("models", "list"), "* starter")
-    expect_ok(indexed.core("models", "verify", "starter"), "starter: all 4 files match the card")
+    expect_ok(indexed.core("models", "verify", "starter"), "starter: all 6 files match the card", "fast image encoder")
     expect_ok(indexed.core("models", "use", "starter"), "Active model: starter")
     assert_offline(indexed.sandbox)
     assert_home_holds_only(indexed.sandbox)

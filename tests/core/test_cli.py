@@ -96,6 +96,11 @@ def test_no_model_with_trainer_builds_the_starter(
 
 def test_models_verify_and_use(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["models", "verify", "starter", "--library", str(library), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["ok"] is True
+    verified = json.loads(capsys.readouterr().out)
+    assert verified["ok"] is True
+    check = verified["image_check"]  # the starter's int8 encoder, checked on this CPU
+    assert check["cpu"] and check["encoder_file"] == (
+        "image_encoder.onnx" if check["passed"] else "image_encoder.float32.onnx"
+    )
     assert cli.main(["models", "use", "missing", "--library", str(library)]) == cli.EXIT_ERROR
     assert cli.main(["models", "use", "starter", "--library", str(library)]) == 0

@@ -35,9 +35,10 @@ TOP_K = 20
 TEMPERATURE = 3.0
 TEXT_MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 # core runs the int8 image encoder only where every check view stays this close (cosine) to the float32 graph on
-# that CPU; elsewhere it runs the float32 graph. Set with a margin over the 0.98 every photo must keep
-# (bench/int8_cpus.py: the check views' minimum tracks the corpus minimum).
-MIN_INT8_COSINE = 0.985
+# that CPU; elsewhere it runs the float32 graph. Every photo must keep 0.98, and the check views are kinder than
+# the worst photo (bench/int8_cpus.py, 60 corpus photos): where int8 saturates (emulated AVX2) they reach 0.989
+# while the worst photo falls to 0.978; where it does not (AVX-512 VNNI, AMX) both are 0.994.
+MIN_INT8_COSINE = 0.99
 INT8_IMAGE = EncoderSpec("image_encoder.onnx", ("pixel_values",), "image_embeds")
 FLOAT_IMAGE = EncoderSpec("image_encoder.float32.onnx", ("pixel_values",), "image_embeds")
 LICENSE_TEXT = """\
