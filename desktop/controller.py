@@ -73,6 +73,7 @@ class AppController(QObject):
         self._appending = False
         self._last_append = 0.0
         self._closing = False
+        self._warm_models: set[str] = set()  # models that embedded a batch in this session (no load left)
         self._watch_report.connect(self._watched)
 
     # --- opening and refreshing ------------------------------------------------------------------
@@ -295,15 +296,19 @@ class AppController(QObject):
         self._index_job = self.runner.start(
             kind,
             work,
-            on_progress=lambda value: self._progress(kind, value),
+            on_progress=lambda value: self._progress(kind, value, model_id),
             on_success=lambda report: self._index_done(IndexOutcome(kind, report, model_id)),
             on_error=lambda message: self._index_done(IndexOutcome(kind, None, model_id, message)),
         )
         self.index_started.emit(kind, describe_job(kind, arg))
         self.index_progress.emit(IndexProgress(kind, 0, -1, 0.0, None))
 
-    def _progress(self, kind: str, value: tuple[int, int]) -> None:
+    def _progress(self, kind: str, value: tuple[int, int], model_id: str | None) -> None:
         done, total = value
+        if done > 0 and model_id is not None:
+            self._warm_models.add(model_id)
+        # core loads the image encoder on the first batch: seconds of silence the user should hear about
+        loading = done == 0 and total > 0 and model_id not in self._warm_models
         if done == 0:
             self._started_at = time.perf_counter()  # scanning is over: rate counts embedding only
             if kind == "index":
@@ -311,7 +316,7 @@ class AppController(QObject):
         elapsed = time.perf_counter() - self._started_at
         rate = done / elapsed if done and elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else None
-        self.index_progress.emit(IndexProgress(kind, done, total, rate, eta))
+        self.index_progress.emit(IndexProgress(kind, done, total, rate, eta, loading_model=loading))
         if kind in ("index", "rescan") and self._state.browsing_all:
             self._append_new_photos()
 

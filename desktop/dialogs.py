@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.pathtext import display
-from desktop.file_actions import show_in_file_manager
+from desktop.file_actions import reveal_or_explain
 
 SHORTCUTS = (
     ("Ctrl+O", "Add a folder of photos"),
@@ -23,7 +23,7 @@ SHORTCUTS = (
     ("Drag and drop", "Drop folders or photos anywhere on the window to add them"),
     ("Ctrl+F", "Search"),
     ("Enter", "Search now (in the search box) / open the selected photo (in the grid)"),
-    ("Esc", "Clear the search box / close the photo view"),
+    ("Esc", "Clear the search box / leave the tag field, then close the photo view"),
     ("Down", "From the search box into the grid"),
     ("Arrow keys", "Move through the grid"),
     ("Ctrl+1 / Ctrl+2", "Sort search results by best match / by date"),
@@ -31,7 +31,7 @@ SHORTCUTS = (
     ("Ctrl+Shift+F", "Find photos similar to the selected one"),
     ("Ctrl+Enter", "Open the photo in the default app"),
     ("Ctrl+Shift+R", "Show the photo in the file manager"),
-    ("Left / Right", "Previous / next photo in the photo view"),
+    ("Left / Right", "Previous / next photo in the photo view (in the tag field: once it is empty)"),
     ("Ctrl+T", "Add a tag (photo view)"),
     ("Del / Enter", "Remove / confirm the selected tag (photo view)"),
     ("Enter / Space", "Filter by the selected tag; again to stop (tags list)"),
@@ -81,7 +81,7 @@ def show_errors_dialog(parent: QWidget, rows: list[tuple[str, str]]) -> QDialog:
     reveal.setEnabled(False)
     tree.currentItemChanged.connect(lambda item, _: reveal.setEnabled(item is not None))
     reveal.clicked.connect(
-        lambda: tree.currentItem() and show_in_file_manager(rows[tree.indexOfTopLevelItem(tree.currentItem())][0])
+        lambda: tree.currentItem() and reveal_or_explain(dialog, rows[tree.indexOfTopLevelItem(tree.currentItem())][0])
     )
     dialog.findChild(QDialogButtonBox).addButton(reveal, QDialogButtonBox.ActionRole)
     dialog.show()

@@ -18,6 +18,7 @@ class IndexProgress:
     total: int  # -1 while the size is not known yet (scanning, building)
     rate: float  # photos per second, 0 when unknown
     eta_seconds: float | None
+    loading_model: bool = False  # the model's first batch of this session is under way (it loads first)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class IndexOutcome:
     @property
     def cancelled(self) -> bool:
         return bool(self.report is not None and self.report.cancelled)
+
+
+def photos_left(report: Any) -> int:
+    """Photos a stopped run had still to index: those found that were neither up to date nor handled."""
+    return max(0, report.found - report.unchanged - report.indexed - report.failed)
 
 
 def describe_job(kind: str, arg: Any) -> str:

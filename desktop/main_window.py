@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from desktop.controller import AppController, IndexOutcome, PhotoList
 from desktop.dialogs import confirm_remove_folder, show_errors_dialog
 from desktop.empty_state import EmptyState
-from desktop.file_actions import local_path, open_file, show_in_file_manager
+from desktop.file_actions import local_path, open_or_explain, reveal_or_explain
 from desktop.photo_grid import DEFAULT_THUMB, PhotoGridModel, PhotoGridView
 from desktop.photo_view import PhotoView
 from desktop.results_header import describe_results
@@ -140,7 +140,7 @@ class MainWindow(QMainWindow):
         sidebar.add_folder_requested.connect(self.choose_folder)
         sidebar.rescan_requested.connect(self.controller.rescan)
         sidebar.remove_requested.connect(self.remove_folder)
-        sidebar.open_folder_requested.connect(open_file)
+        sidebar.open_folder_requested.connect(lambda folder: open_or_explain(self, folder))
 
     # --- settings --------------------------------------------------------------------------------
 
@@ -306,11 +306,11 @@ class MainWindow(QMainWindow):
 
     def open_current_file(self) -> None:
         if self.current_path():
-            open_file(self.current_path())
+            open_or_explain(self, self.current_path())
 
     def show_current_in_folder(self) -> None:
         if self.current_path():
-            show_in_file_manager(self.current_path())
+            reveal_or_explain(self, self.current_path())
 
     def _step_photo(self, step: int) -> None:
         current = self.grid_model.row_of(self.photo_view.path or "")

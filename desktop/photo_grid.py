@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.pathtext import display
-from desktop.file_actions import open_file, show_in_file_manager
+from desktop.file_actions import open_or_explain, reveal_or_explain
 from desktop.thumbnail_loader import ThumbnailLoader
 
 PathRole = Qt.UserRole + 1
@@ -249,8 +249,8 @@ class PhotoGridView(QListView):
         menu.addAction("View Photo", lambda: self.view_requested.emit(row))
         menu.addAction("Find Similar Photos", lambda: self.similar_requested.emit(path))
         menu.addSeparator()
-        menu.addAction("Open in Default App", lambda: open_file(path))
-        menu.addAction("Show in File Manager", lambda: show_in_file_manager(path))
+        menu.addAction("Open in Default App", lambda: open_or_explain(self, path))
+        menu.addAction("Show in File Manager", lambda: reveal_or_explain(self, path))
         menu.popup(self.viewport().mapToGlobal(pos))
         self.context_menu = menu
 

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from core.pathtext import display
 from desktop.controller import AppController
-from desktop.file_actions import open_file, show_in_file_manager
+from desktop.file_actions import open_or_explain, reveal_or_explain
 from desktop.tag_editor import TagEditor
 
 PREVIEW_SIDE = 1600
@@ -203,8 +203,8 @@ class PhotoView(QDialog):
 
     def open_file(self) -> None:
         if self.path:
-            open_file(self.path)
+            open_or_explain(self, self.path)
 
     def show_in_folder(self) -> None:
         if self.path:
-            show_in_file_manager(self.path)
+            reveal_or_explain(self, self.path)

@@ -36,7 +36,8 @@ class SearchToolbar(QToolBar):
         self.search_edit.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.debounce = QTimer(self, singleShot=True, interval=SEARCH_DEBOUNCE_MS)
         self.debounce.timeout.connect(self.run_search)
-        self.search_edit.textChanged.connect(lambda _: self.debounce.start())
+        self._quiet = False  # set while the box's text changes without asking for a search
+        self.search_edit.textChanged.connect(self._text_changed)
         self.search_edit.returnPressed.connect(self.run_search)
         edit = self.search_edit
         widget_shortcut(Qt.Key_Escape, edit, edit.clear)
@@ -83,12 +84,19 @@ class SearchToolbar(QToolBar):
         self.debounce.stop()
         self.query_requested.emit(self.search_edit.text())
 
+    def _text_changed(self, _: str) -> None:
+        if not self._quiet:
+            self.debounce.start()
+
     def set_text_silently(self, text: str) -> None:
         """Put `text` in the search box without starting a search."""
+        # Not blockSignals: the box's own clear button listens to textChanged and would stay on an empty box.
         self.debounce.stop()
-        self.search_edit.blockSignals(True)
-        self.search_edit.setText(text)
-        self.search_edit.blockSignals(False)
+        self._quiet = True
+        try:
+            self.search_edit.setText(text)
+        finally:
+            self._quiet = False
 
     def set_sort(self, sort: str) -> None:
         """Show `sort` ("relevance" or "date") as chosen, without emitting `sort_chosen`."""

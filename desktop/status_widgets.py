@@ -20,7 +20,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.index_jobs import IndexOutcome, IndexProgress
+from desktop.index_jobs import IndexOutcome, IndexProgress, photos_left
+
+
+def plural(count: int, word: str) -> str:
+    """'1 photo', '2,048 photos'."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def format_duration(seconds: float) -> str:
@@ -43,12 +48,29 @@ def describe_progress(progress: IndexProgress) -> str:
         return "Looking for photos…"
     if progress.total == 0:
         return "Nothing new to index"
+    if progress.loading_model and progress.done == 0:
+        return f"Loading the model… · {plural(progress.total, 'photo')} to index"
     parts = [f"{progress.done:,} / {progress.total:,} photos"]
     if progress.rate > 0:
         parts.append(f"{progress.rate:.1f} photos/s")
     if progress.eta_seconds is not None and progress.done < progress.total:
         parts.append(f"about {format_duration(progress.eta_seconds)} left")
     return " · ".join(parts)
+
+
+def describe_stop(report: Any) -> str:
+    """The status line after Cancel, e.g. 'Stopped: 32 indexed, 128 left'."""
+    line = f"Stopped: {report.indexed:,} indexed, {photos_left(report):,} left"
+    return line + (f", {report.failed:,} unreadable" if report.failed else "")
+
+
+def describe_stop_notice(kind: str, report: Any) -> str:
+    """The notice after Cancel: what is kept and how to finish."""
+    again = "Add the folder again" if kind == "index" else "Rescan (F5)"
+    return (
+        f"Indexing stopped: the {plural(report.indexed, 'photo')} indexed so far "
+        f"{'is' if report.indexed == 1 else 'are'} kept. {again} to index the {photos_left(report):,} left."
+    )
 
 
 class ProgressPanel(QWidget):
@@ -85,7 +107,9 @@ class ProgressPanel(QWidget):
         self.show()
 
     def update_progress(self, progress: IndexProgress) -> None:
-        if progress.total > 0:
+        if progress.loading_model:
+            self.bar.setRange(0, 0)  # busy: no count moves while the model loads
+        elif progress.total > 0:
             self.bar.setRange(0, progress.total)
             self.bar.setValue(progress.done)
         elif progress.total == 0:
@@ -151,11 +175,6 @@ class MessageBar(QFrame):
             self._timer.stop()
 
 
-def plural(count: int, word: str) -> str:
-    """'1 photo', '2,048 photos'."""
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
-
-
 class StatusArea(QObject):
     """The status bar's content and the notices after each job: progress with Cancel, the number of photos,
     the active model, unreadable files (click for the list), and what indexing, a removal or watching did."""
@@ -195,6 +214,8 @@ class StatusArea(QObject):
         self.count_label.setText(plural(count, "photo"))
 
     def job_started(self, kind: str, description: str) -> None:
+        # A temporary message (e.g. "Drop to add…") is painted where the panel sits: one or the other.
+        self.status.clearMessage()
         self.progress.start(description, cancellable=kind not in ("starter", "remove"))  # these cannot stop midway
 
     def job_finished(self, outcome: IndexOutcome) -> None:
@@ -204,11 +225,7 @@ class StatusArea(QObject):
         if outcome.error or report is None:
             return
         if report.cancelled:
-            self.message_bar.show_message(
-                f"Indexing cancelled: {report.indexed:,} photos were indexed and kept. "
-                "Add the folder again to continue where it stopped.",
-                timeout_ms=15_000,
-            )
+            self.message_bar.show_message(describe_stop_notice(outcome.kind, report), timeout_ms=15_000)
         elif report.failed:
             self.message_bar.show_message(
                 f"{plural(report.failed, 'file')} could not be read and {'was' if report.failed == 1 else 'were'} "
@@ -218,6 +235,9 @@ class StatusArea(QObject):
             )
         if outcome.kind == "remove":
             self.status.showMessage(f"Folder removed: {plural(report.removed, 'photo')} forgotten", 10_000)
+            return
+        if report.cancelled:
+            self.status.showMessage(describe_stop(report), 10_000)
             return
         done = {"reembed": "Model switched", "index": "Indexing done", "rescan": "Rescan done"}.get(outcome.kind, "")
         self.status.showMessage(

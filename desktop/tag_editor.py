@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import QStringListModel, Qt, Signal
+from PySide6.QtCore import QEvent, QStringListModel, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -47,6 +47,35 @@ class _TagList(QTreeWidget):
             super().keyPressEvent(event)
 
 
+class _AddTagEdit(QLineEdit):
+    """The "Add a tag…" field, made to live inside a dialog whose keys page through photos.
+
+    Enter stays here (a QLineEdit passes it on, and the dialog would close). An empty field does not claim
+    Left/Right, so the window's shortcuts page through photos; with text in it they move the cursor.
+    Escape clears the field and emits `escaped` (the editor moves focus away), so a second Escape reaches the
+    dialog and closes it.
+    """
+
+    escaped = Signal()
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.ShortcutOverride and not self.text() and event.key() in (Qt.Key_Left, Qt.Key_Right):
+            event.ignore()  # not accepted: the shortcut, if any, gets the key
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter):
+            super().keyPressEvent(event)  # emits returnPressed
+            event.accept()
+        elif event.key() == Qt.Key_Escape:
+            self.clear()
+            self.escaped.emit()
+            event.accept()
+        else:
+            super().keyPressEvent(event)
+
+
 class TagEditor(QWidget):
     """A photo's tags with Add, Confirm and Remove. Del removes and Return confirms the selected tag."""
 
@@ -71,11 +100,12 @@ class TagEditor(QWidget):
         self.list.currentItemChanged.connect(lambda *_: self._update_buttons())
         self.list.itemDoubleClicked.connect(lambda *_: self.confirm_selected())
 
-        self.add_edit = QLineEdit()
+        self.add_edit = _AddTagEdit()
         self.add_edit.setObjectName("addTagEdit")
         self.add_edit.setPlaceholderText("Add a tag…")
-        self.add_edit.setToolTip("Type a tag and press Enter (Ctrl+T)")
+        self.add_edit.setToolTip("Type a tag and press Enter (Ctrl+T); Esc leaves the field")
         self.add_edit.returnPressed.connect(self.add_typed)
+        self.add_edit.escaped.connect(lambda: self.list.setFocus(Qt.OtherFocusReason))
         self._completions = QStringListModel(self)
         completer = QCompleter(self._completions, self)
         completer.setCaseSensitivity(Qt.CaseInsensitive)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -86,12 +87,46 @@ def test_cancelling_indexing_stops_cleanly(qtbot, make_window, library: Path, tm
     assert outcome.error is None and outcome.cancelled
     assert 0 < outcome.report.indexed < total
     assert not window.controller.indexing and not window.progress.isVisibleTo(window)
-    assert "cancelled" in window.message_bar.text.text() and window.message_bar.isVisibleTo(window)
+    # The status line says it stopped, with numbers that add up to what the drop asked for (not "done").
+    stopped = re.fullmatch(r"Stopped: (\d+) indexed, (\d+) left", window.statusBar().currentMessage())
+    assert stopped, window.statusBar().currentMessage()
+    indexed, left = int(stopped[1]), int(stopped[2])
+    assert indexed == outcome.report.indexed and left > 0 and indexed + left == total
+    notice = window.message_bar.text.text()
+    assert notice.startswith("Indexing stopped:") and f"the {left} left" in notice
+    assert window.message_bar.isVisibleTo(window)
     with PhotoIndex(library) as index:  # every finished batch is kept, nothing half-written
         assert index.photo_count() == outcome.report.indexed
         assert len(index.embedded_ids("starter")) == outcome.report.indexed
     qtbot.waitUntil(lambda: window.count_label.text() == f"{outcome.report.indexed} photos", timeout=WAIT_MS)
     qtbot.waitUntil(lambda: "index" not in [job.name for job in window.controller.runner.running()], timeout=WAIT_MS)
+
+
+def test_a_drop_says_the_model_is_loading_until_the_first_photos_are_indexed(
+    qtbot, make_window, library: Path, tmp_path: Path
+) -> None:
+    photos = photo_folder(tmp_path / "photos", max_side=256)
+    window = make_window(library, watch=False)
+    details: list[str] = []  # the progress line after each beat (the window's own slot runs first)
+    window.controller.index_progress.connect(lambda _: details.append(window.progress.detail.text()))
+    with qtbot.waitSignal(window.controller.index_finished, timeout=WAIT_MS):
+        drop_paths(window, [photos])
+        # One message at a time: the drag's "Drop to add…" gives way to the progress panel.
+        assert window.statusBar().currentMessage() == ""
+        assert window.progress.isVisibleTo(window)
+    total = corpus_size()
+    loading = f"Loading the model… · {total} photos to index"
+    assert details[:2] == ["Looking for photos…", loading]
+    counted = details[2:]
+    assert counted and all(re.match(rf"[\d,]+ / {total} photos", line) for line in counted), details
+    assert counted[-1].startswith(f"{total} / {total} photos")
+
+    # The model stays loaded: the next job of this session counts from its first beat.
+    more = photo_folder(tmp_path / "more", max_side=200)
+    details.clear()
+    with qtbot.waitSignal(window.controller.index_finished, timeout=WAIT_MS):
+        drop_paths(window, [more])
+    assert details[1] == f"0 / {total} photos" and not any("Loading" in line for line in details)
 
 
 @pytest.fixture()
