@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
         help="load the model, index a few bundled photos in a temporary library, search them, exit 0 when all works",
     )
     parser.add_argument("--search", metavar="TEXT", default="", help='start with this search (e.g. "a cat")')
+    parser.add_argument(
+        "folders", nargs="*", metavar="FOLDER", type=Path, help="folders or photos to add to the library"
+    )
     parser.add_argument("--exit-when-shown", action="store_true", help=argparse.SUPPRESS)  # bench/startup.py
     return parser
 
@@ -40,10 +43,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"photoseek: {problem}", file=sys.stderr)
         return 2
     from core.paths import library_dir
+    from desktop.single_instance import claim_library, present
 
     app = make_application()
-    window = create_main_window(library_dir(args.library), default_settings())
+    library = library_dir(args.library)
+    folders = [folder.resolve() for folder in args.folders]  # the running instance may have another cwd
+    instance = claim_library(library, folders)
+    if instance is None:  # PhotoSeek already runs on this library: it came to the front with our folders
+        return 0
+    window = create_main_window(library, default_settings())
+    instance.setParent(window)
+    instance.activated.connect(lambda sent: present(window, sent))
     window.show()
+    if folders:
+        window.add_paths(folders)
     if args.search:
         window.search_edit.setText(args.search)
     if args.exit_when_shown:

@@ -81,10 +81,12 @@ def default_settings() -> QSettings:
     return QSettings(APP_NAME, APP_NAME)
 
 
-def create_main_window(library: Path, settings: QSettings, *, search_top: int = 500, watch: bool = True) -> MainWindow:
-    """A main window over `library`; the library opens in the background right away and its folders are
-    watched for changes unless `watch` is False."""
-    controller = AppController(library, search_top=search_top, watch=watch)
+def create_main_window(
+    library: Path, settings: QSettings, *, search_top: int = 500, watch: bool = True, catch_up: bool = True
+) -> MainWindow:
+    """A main window over `library`; the library opens in the background right away, its folders are brought
+    up to date with the disk unless `catch_up` is False and watched for changes unless `watch` is False."""
+    controller = AppController(library, search_top=search_top, watch=watch, catch_up=catch_up)
     window = MainWindow(controller, settings, app_icon())
     controller.setParent(window)
     problem = binding_problem()

@@ -53,12 +53,14 @@ class AppController(QObject):
         *,
         search_top: int = 500,
         watch: bool = True,
+        catch_up: bool = True,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.library = Path(library)
         self.search_top = search_top
         self.watch_folders = watch
+        self.catch_up_on_open = catch_up  # reconcile the folders with the disk once the library is open
         self.service: LibraryService | None = None
         self.snapshot: LibrarySnapshot | None = None
         self.runner = JobRunner(max_threads=3, parent=self)
@@ -95,6 +97,8 @@ class AppController(QObject):
         self.loader.set_source(lambda path: self.service.thumbnail(path))
         self._set_snapshot(snapshot)
         self._run_query()
+        if self.catch_up_on_open:
+            self.catch_up(snapshot)
         self._next_task()
         self.watch()
 
@@ -236,6 +240,13 @@ class AppController(QObject):
         self._queue.append(("rescan", folder))
         self._next_task()
 
+    def catch_up(self, snapshot: LibrarySnapshot) -> None:
+        """Index what changed while the app was closed or was left by a stopped run (a missing drive is skipped:
+        a rescan would forget its photos)."""
+        folders = [folder.path for folder in snapshot.folders if folder.exists]
+        if folders and snapshot.active_model is not None:
+            self._queue.append(("catchup", folders))
+
     def remove_folder(self, folder: str) -> None:
         """Forget a library folder and its photos (the files stay where they are)."""
         if self._state.folder == folder:
@@ -282,7 +293,7 @@ class AppController(QObject):
             def progress(done: int, total: int) -> None:
                 context.report((done, total))
 
-            if kind == "index":
+            if kind in ("index", "catchup"):
                 return service.index(arg, progress=progress, cancel=context.cancel)
             if kind == "rescan":
                 return service.index(None if arg is None else [Path(arg)], progress=progress, cancel=context.cancel)
@@ -317,7 +328,7 @@ class AppController(QObject):
         rate = done / elapsed if done and elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else None
         self.index_progress.emit(IndexProgress(kind, done, total, rate, eta, loading_model=loading))
-        if kind in ("index", "rescan") and self._state.browsing_all:
+        if kind in ("index", "rescan", "catchup") and self._state.browsing_all:
             self._append_new_photos()
 
     def _append_new_photos(self) -> None:

@@ -13,7 +13,7 @@ from core.pathtext import display
 class IndexProgress:
     """One progress beat of an index-type job."""
 
-    kind: str  # "index", "rescan", "reembed", "remove" or "starter"
+    kind: str  # "index", "rescan", "catchup" (on opening), "reembed", "remove" or "starter"
     done: int
     total: int  # -1 while the size is not known yet (scanning, building)
     rate: float  # photos per second, 0 when unknown
@@ -47,6 +47,8 @@ def describe_job(kind: str, arg: Any) -> str:
         return f"Indexing {names}" + ("…" if len(arg) > 3 else "")
     if kind == "rescan":
         return f"Rescanning {display(Path(arg).name or arg)}" if arg else "Rescanning the library"
+    if kind == "catchup":
+        return "Catching up with changes on disk"
     if kind == "remove":
         return f"Removing {display(Path(arg).name or arg)} from the library"
     if kind == "reembed":

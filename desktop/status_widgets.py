@@ -239,7 +239,8 @@ class StatusArea(QObject):
         if report.cancelled:
             self.status.showMessage(describe_stop(report), 10_000)
             return
-        done = {"reembed": "Model switched", "index": "Indexing done", "rescan": "Rescan done"}.get(outcome.kind, "")
+        done = {"reembed": "Model switched", "index": "Indexing done", "rescan": "Rescan done", "catchup": "Up to date"}
+        done = done.get(outcome.kind, "")
         self.status.showMessage(
             f"{done}: {report.indexed:,} new, {report.unchanged:,} unchanged, {report.removed:,} removed "
             f"in {report.seconds:.1f} s",

@@ -102,11 +102,17 @@ class Job:
         except Exception as exc:  # every failure must reach the UI, never die silently in a thread
             if not isinstance(exc, PhotoSeekError):
                 log.error("job %s failed:\n%s", self.name, traceback.format_exc())
-            self.signals.failed.emit(describe_error(exc))
+            self._emit(self.signals.failed, describe_error(exc))
         else:
-            self.signals.succeeded.emit(result)
+            self._emit(self.signals.succeeded, result)
         finally:
-            self.signals.finished.emit()
+            self._emit(self.signals.finished)
+
+    def _emit(self, signal: Any, *args: object) -> None:
+        try:
+            signal.emit(*args)
+        except RuntimeError:  # the app quit while this job ran past the shutdown wait: nobody is listening
+            log.debug("job %s ended after the app quit", self.name)
 
 
 class JobRunner(QObject):
@@ -117,6 +123,7 @@ class JobRunner(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
         self._running: set[Job] = set()
+        self._closed = False
 
     def start(
         self,
@@ -128,8 +135,12 @@ class JobRunner(QObject):
         on_progress: Callable[[Any], None] | None = None,
         on_finished: Callable[[], None] | None = None,
     ) -> Job:
-        """Run `fn` in the background; the callbacks run on the GUI thread."""
+        """Run `fn` in the background; the callbacks run on the GUI thread. After shutdown() nothing starts (a
+        late callback, e.g. an index job's refresh, would outlive the app's objects); the job comes back cancelled."""
         job = Job(name, fn)
+        if self._closed:
+            job.cancel()
+            return job
         if on_success is not None:
             job.signals.succeeded.connect(on_success)
         if on_error is not None:
@@ -149,6 +160,7 @@ class JobRunner(QObject):
 
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Cancel every job and wait for the pool to drain; False if something was still running."""
+        self._closed = True
         for job in list(self._running):
             job.cancel()
         self.pool.clear()  # jobs not started yet never start

@@ -27,6 +27,8 @@ def make_window(qtbot, settings_file: Path) -> Iterator[Callable[..., MainWindow
 
     def make(library: Path, **kwargs: object) -> MainWindow:
         settings = QSettings(str(settings_file), QSettings.IniFormat)
+        # No start-up catch-up unless a test asks: each test's index_finished must be its own job's.
+        kwargs.setdefault("catch_up", False)
         window = create_main_window(library, settings, **kwargs)
         windows.append(window)
         with qtbot.waitSignal(window.controller.ready, timeout=WAIT_MS):
