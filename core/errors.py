@@ -19,3 +19,7 @@ class ImageDecodeError(PhotoSeekError):
 
 class LibraryError(PhotoSeekError):
     """The photo library (its folder or its database) cannot be used."""
+
+
+class CheckpointError(PhotoSeekError):
+    """A checkpoint file cannot be read, or is refused because loading it could run code."""
