@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,13 +20,30 @@ from tests.support.paths import REPO
 SECOND_LAUNCH_LIMIT_S = 60.0  # Python + Qt start-up on a loaded 2-core machine; it never opens a window
 
 
-def send_in_thread(qtbot, name: str, folders: list[Path]) -> list[bool]:
-    """Run a second launch's client on another thread, so this thread's event loop can answer it."""
-    answer: list[bool] = []
-    thread = threading.Thread(target=lambda: answer.append(send_to_running(name, folders)))
-    thread.start()
-    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=WAIT_MS)
-    return answer
+SECOND_LAUNCH = """
+import sys
+from pathlib import Path
+from PySide6.QtCore import QCoreApplication
+from desktop.single_instance import send_to_running
+app = QCoreApplication([])
+print("handed over" if send_to_running(sys.argv[1], [Path(f) for f in sys.argv[2:]]) else "nobody there")
+"""
+
+
+def send_from_another_process(qtbot, name: str, folders: list[Path]) -> list[bool]:
+    """A second launch's client in its own process, as it really runs, while this process's event loop answers.
+
+    (A client on a thread of this process would put Qt objects on a thread without an event loop.)
+    """
+    command = [sys.executable, "-c", SECOND_LAUNCH, name, *map(str, folders)]
+    client = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        qtbot.waitUntil(lambda: client.poll() is not None, timeout=int(SECOND_LAUNCH_LIMIT_S * 1000))
+    finally:
+        client.kill()
+    out = client.communicate()[0]
+    assert client.returncode == 0, out
+    return [out.strip() == "handed over"]
 
 
 def test_a_second_launch_hands_its_folders_to_the_running_window(
@@ -44,7 +60,7 @@ def test_a_second_launch_hands_its_folders_to_the_running_window(
     server.activated.connect(received.append)
 
     with qtbot.waitSignal(window.controller.index_finished, timeout=WAIT_MS) as finished:
-        assert send_in_thread(qtbot, server.name, [photos]) == [True]
+        assert send_from_another_process(qtbot, server.name, [photos]) == [True]
     assert received == [[photos.resolve()]]
     assert not window.isMinimized() and window.isVisible()  # brought back to the front
     assert finished.args[0].kind == "index" and finished.args[0].report.indexed == corpus_size()
@@ -64,7 +80,7 @@ def test_every_library_has_its_own_instance(qtbot, tmp_path: Path) -> None:
     sent_to_b: list[list[Path]] = []
     server_b.activated.connect(sent_to_b.append)
     server_a.activated.connect(lambda _: sent_to_b.append(["wrong instance"]))
-    assert send_in_thread(qtbot, server_b.name, [tmp_path]) == [True]
+    assert send_from_another_process(qtbot, server_b.name, [tmp_path]) == [True]
     qtbot.waitUntil(lambda: bool(sent_to_b), timeout=WAIT_MS)
     assert sent_to_b == [[tmp_path.resolve()]]
     server_a.close()
@@ -95,7 +111,7 @@ def test_a_name_left_by_a_crashed_instance_is_taken_over(qtbot, tmp_path: Path) 
     assert not send_to_running(name, [])  # nobody answers there
     server = claim_library(tmp_path / "lib")
     assert server is not None and server.server.isListening()
-    assert send_in_thread(qtbot, name, []) == [True]
+    assert send_from_another_process(qtbot, name, []) == [True]
     server.close()
 
 
