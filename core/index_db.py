@@ -109,6 +109,26 @@ class FileState:
     mtime_ns: int
 
 
+OPEN_TIMEOUT_S = 30.0
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, retrying while another process does the same on a fresh database.
+
+    Two processes that both read a fresh file's header and then both ask for the exclusive lock the switch needs
+    would deadlock, so SQLite answers one of them "database is locked" at once, without its busy timeout.
+    """
+    deadline = time.monotonic() + OPEN_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class PhotoIndex:
     """Open (creating or migrating as needed) the index database of a library folder."""
 
@@ -116,8 +136,8 @@ class PhotoIndex:
         self.library = Path(library)
         try:
             self.library.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.library / DB_FILE, timeout=30.0, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn = sqlite3.connect(self.library / DB_FILE, timeout=OPEN_TIMEOUT_S, isolation_level=None)
+            _enable_wal(self.conn)
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
