@@ -87,6 +87,8 @@ class ThumbnailLoader(QObject):
     def wait_idle(self, timeout_ms: int = 5000) -> bool:
         """Wait for the pool threads to finish (tests and shutdown)."""
         with self._lock:
+            # Dropped requests leave the queued set too, or asking for them again would wait for a load never made.
+            self._queued.difference_update(self._pending)
             self._pending.clear()
         return self._pool.waitForDone(timeout_ms)
 
