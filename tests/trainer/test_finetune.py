@@ -19,7 +19,7 @@ from core.model_store import ModelStore
 from core.tagging import TAG_TEMPLATES
 from tests.photo_corpus import materialize
 from trainer.cli import main
-from trainer.train.album import AlbumError, read_album, split_album
+from trainer.finetune.album import AlbumError, read_album, split_album
 
 torch.set_num_threads(1)
 
@@ -85,7 +85,7 @@ def test_finetune_installs_a_package_that_beats_the_base(
 
 
 def test_second_run_reuses_the_dataset_and_activates(album: Path, library: Path) -> None:
-    from trainer.train.finetune import FinetuneOptions, finetune
+    from trainer.finetune.pipeline import FinetuneOptions, finetune
 
     options = FinetuneOptions(steps=3, val_fraction=float(VAL_FRACTION), model_id="family2", activate=True)
     first = finetune(album, library, options)

@@ -28,13 +28,13 @@ from core.tokenizers.clip_bpe import ClipBpeTokenizer, bundled_vocab_path
 from tests.photo_corpus import materialize
 from trainer.checkpoints import load_checkpoint
 from trainer.cli import main
+from trainer.finetune.album import read_album, split_album
+from trainer.finetune.mobileclip import MobileCLIPAlbumStudent
+from trainer.finetune.pipeline import FinetuneOptions, finetune
+from trainer.finetune.tuner import FinetuneError
 from trainer.mobileclip_export import keep_checkpoint, preprocess_spec
 from trainer.models.clip import create_model
 from trainer.models.golden_fill import build_filled
-from trainer.train.album import read_album, split_album
-from trainer.train.album_student import FinetuneError
-from trainer.train.finetune import FinetuneOptions, finetune
-from trainer.train.mobileclip_student import MobileCLIPAlbumStudent
 
 torch.set_num_threads(1)
 

@@ -6,7 +6,7 @@ the student with the reinforced loss; export the package; evaluate it with core 
 install it next to the base; optionally activate it.
 
 What trains and how the package is written depends on the base's family, through a *tuner*: the starter family
-(``starter_tuner``: the base graph + a linear adapter, the fine-tuned MiniLM) or MobileCLIP (``mobileclip_finetune``:
+(``starter``: the base graph + a linear adapter, the fine-tuned MiniLM) or MobileCLIP (``mobileclip``:
 the top of both towers, rebuilt from the checkpoint the base's card records, reparameterized and exported).
 """
 
@@ -17,7 +17,7 @@ import hashlib
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,21 +28,16 @@ from core.encoders import ModelPackage
 from core.errors import ModelPackageError
 from core.model_store import ModelStore
 from core.tagging import default_vocabulary
+from trainer.finetune.album import Album, AlbumPhoto, read_album, split_album
+from trainer.finetune.evaluate import agreement, album_metrics, concept_ranks
+from trainer.finetune.mobileclip import MobileCLIPTuner, is_mobileclip
+from trainer.finetune.reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
+from trainer.finetune.starter import StarterTuner
+from trainer.finetune.tuner import FinetuneError, Log, Tuner, teacher_scale
 from trainer.package import finalize_package, install_package, staging_dir
-from trainer.train.album import Album, AlbumPhoto, read_album, split_album
-from trainer.train.album_reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
-from trainer.train.album_student import FinetuneError, teacher_scale
 from trainer.train.config import TrainConfig
 from trainer.train.distributed import DistInfo, pick_device
-from trainer.train.evaluate import agreement, album_metrics, concept_ranks
 from trainer.train.loop import train
-from trainer.train.mobileclip_finetune import MobileCLIPTuner, is_mobileclip
-from trainer.train.starter_tuner import StarterTuner, caption_tokens, student_data, val_evaluator
-
-Log = Callable[[str], None]
-DEFAULT_STEPS = StarterTuner.default_steps
-# bench/train_efficiency.py drives the starter's student directly under these names.
-_tokens, _student_data, _val_evaluator = caption_tokens, student_data, val_evaluator
 
 
 @dataclass
@@ -172,7 +167,7 @@ def _steps(options: FinetuneOptions, n_train: int, batch: int, default: int) -> 
     return default
 
 
-def _tuner(base: ModelPackage, library: Path, options: FinetuneOptions, log: Log) -> StarterTuner | MobileCLIPTuner:
+def _tuner(base: ModelPackage, library: Path, options: FinetuneOptions, log: Log) -> Tuner:
     """The family-specific part of fine-tuning ``base``; raises FinetuneError for a base that cannot be trained."""
     if is_mobileclip(base):
         return MobileCLIPTuner(
