@@ -24,7 +24,18 @@ def register(commands: Any) -> None:
     length = finetune.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="optimiser steps (default: 300 for the starter, 100 for MobileCLIP)")
     length.add_argument("--epochs", type=int, help="passes over the training photos instead of --steps")
-    finetune.add_argument("--activate", action="store_true", help="make the new model the app's active model")
+    finetune.add_argument(
+        "--activate", action="store_true", help="make the new model the app's active model, unless the forgetting "
+        "check finds it forgets more than --max-forgetting",
+    )  # fmt: skip
+    finetune.add_argument(
+        "--generic-bank", metavar="DIR", help="photos outside the album, each with a <name>.txt caption: the "
+        "forgetting check (generic R@5 before/after)",
+    )  # fmt: skip
+    finetune.add_argument(
+        "--max-forgetting", type=float, help="largest drop of generic R@5 that --activate accepts (0.01)"
+    )
+    finetune.add_argument("--force", action="store_true", help="activate even when the model forgets too much")
     finetune.add_argument(
         "--teachers", nargs="*", metavar="ID", help="teacher models besides the base (default: every installed model "
         "that is not itself an album fine-tune; give none for the base alone)",
@@ -53,12 +64,14 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         "base": args.base, "model_id": args.name, "steps": args.steps, "epochs": args.epochs, "lam": args.lam,
         "lam_syn": args.lambda_syn, "augmentations": args.augmentations, "batch_size": args.batch_size,
         "lr": args.lr, "val_fraction": args.val_fraction, "seed": args.seed, "device": args.device,
-        "train_layers": args.text_layers, "image_blocks": args.image_blocks,
+        "train_layers": args.text_layers, "image_blocks": args.image_blocks, "max_forgetting": args.max_forgetting,
+        "generic_bank": Path(args.generic_bank) if args.generic_bank else None,
     }  # fmt: skip
     options = FinetuneOptions(
         **{k: v for k, v in chosen.items() if v is not None},
         teachers=None if args.teachers is None else list(args.teachers),
         activate=args.activate,
+        force=args.force,
         progress=not args.no_progress,
     )
     try:
@@ -67,4 +80,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.summary())
+    if report.activation_refused:
+        print(f"error: '{report.model_id}' was not activated: {report.forgetting.summary()}", file=sys.stderr)
+        return 3
     return 0

@@ -30,6 +30,13 @@ from core.model_store import ModelStore
 from core.tagging import default_vocabulary
 from trainer.finetune.album import Album, AlbumPhoto, read_album, split_album
 from trainer.finetune.evaluate import agreement, album_metrics, concept_ranks
+from trainer.finetune.forgetting import (
+    DEFAULT_LIMIT,
+    ForgettingCheck,
+    GenericBank,
+    generic_recall,
+    read_generic_bank,
+)
 from trainer.finetune.mobileclip import MobileCLIPTuner, is_mobileclip
 from trainer.finetune.reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
 from trainer.finetune.starter import StarterTuner
@@ -55,7 +62,9 @@ class FinetuneOptions:
     the generic knowledge (see the README for the measurements). ``lr`` and ``steps`` default to the base family's
     values (starter: 1e-4, the usual BERT fine-tuning rate, and 300 steps; MobileCLIP: 3e-5 and 100 steps), with
     10% warm-up. ``train_layers`` top text layers train in both families; ``image_blocks`` trailing image trunk
-    blocks train in a MobileCLIP base.
+    blocks train in a MobileCLIP base. ``generic_bank`` (captioned photos outside the album, see ``forgetting``)
+    turns on the forgetting check: ``activate`` is refused for a model whose generic recall@5 drops by more than
+    ``max_forgetting`` unless ``force``.
     """
 
     base: str | None = None
@@ -76,6 +85,9 @@ class FinetuneOptions:
     val_fraction: float = 0.2
     seed: int = 0
     activate: bool = False
+    generic_bank: Path | None = None
+    max_forgetting: float = DEFAULT_LIMIT
+    force: bool = False
     device: str = "auto"
     progress: bool = False
     reuse: bool = True
@@ -103,6 +115,8 @@ class FinetuneReport:
     reused_dataset: bool
     curves: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    forgetting: ForgettingCheck | None = None
+    activation_refused: bool = False
 
     def summary(self) -> str:
         """A plain-text before/after report."""
@@ -121,11 +135,21 @@ class FinetuneReport:
             b, a = self.before["per_label"].get(label, float("nan")), self.after["per_label"].get(label, float("nan"))
             lines.append(f"    {label[:22]:<22}{b:>8.3f}{a:>8.3f}")
         lines.append("  generic concepts vs the base: " + ", ".join(f"{k} {v:.3f}" for k, v in self.generic.items()))
+        lines.append(
+            "  " + self.forgetting.summary()
+            if self.forgetting is not None
+            else "  forgetting check not run: give --generic-bank DIR (captioned photos outside the album)"
+        )
         if self.curves is not None:
             lines.append(f"Training curves: {self.curves}")
         lines.append(
             f"Installed '{self.model_id}' in {self.package_dir}; '{self.base_id}' stays installed for rollback."
         )
+        if self.activation_refused:
+            lines.append(
+                f"Not activated: '{self.model_id}' forgets more than the limit allows; '{self.base_id}' stays in use "
+                "(--force activates it anyway)."
+            )
         lines.append(
             f"'{self.model_id}' is now active: the library re-embeds with it when it indexes (search keeps the "
             "old model until that is done)."
@@ -218,6 +242,7 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
     started = time.perf_counter()
     timings: dict[str, float] = {}
     album, images = read_album(Path(album_dir))  # a bad album fails before any model loads
+    bank = read_generic_bank(options.generic_bank) if options.generic_bank is not None else None
     store = ModelStore(Path(library))
     base = store.load(options.base or _default_base(store))
     model_id = _model_id(options, base.id, album, store)
@@ -309,10 +334,12 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
         val_new = tuned.embed_images(val_images)
         after = album_metrics(val_new, tuned.embed_texts, lambda q: tuned.embed_texts(q, as_query=True), truth, labels)
         generic = _generic(base, tuned, val_base, val_new, vocabulary)
+        forgetting = _forgetting(base, tuned, bank, options.max_forgetting) if bank is not None else None
         timings["evaluate_new_s"] = time.perf_counter() - mark
         metrics = {
             "album_validation": {"before": before, "after": after, "photos": len(val_photos)},
             "generic_concepts": generic,
+            **({"generic_retrieval": dataclasses.asdict(forgetting)} if forgetting is not None else {}),
             "final_training_loss": result.losses()[-1] if result.losses() else None,
         }
         finalize_package(staged, dataclasses.replace(card, metrics=metrics))
@@ -322,14 +349,16 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
         tuner.abort()
         raise
     tuner.commit()
-    if options.activate:
+    refused = options.activate and forgetting is not None and forgetting.forgets and not options.force
+    activated = options.activate and not refused
+    if activated:
         store.set_active(model_id)
     return FinetuneReport(
         model_id=model_id, package_dir=package_dir, base_id=base.id, album=album.root.resolve().name, labels=labels,
         train_count=len(train_photos), val_count=len(val_photos), skipped=album.skipped,
         teachers=[t.id for t in teachers], steps=result.step, before=before, after=after, generic=generic,
-        seconds=time.perf_counter() - started, activated=options.activate, reused_dataset=reused,
-        curves=result.plot, timings=timings,
+        seconds=time.perf_counter() - started, activated=activated, reused_dataset=reused,
+        curves=result.plot, timings=timings, forgetting=forgetting, activation_refused=refused,
     )  # fmt: skip
 
 
@@ -345,6 +374,15 @@ def _generic(
     base_top = concept_ranks(val_base, base.embed_texts(prompts))
     new_top = concept_ranks(val_new, tuned.embed_texts(prompts))
     return agreement(base_top, new_top)
+
+
+def _forgetting(base: ModelPackage, tuned: ModelPackage, bank: GenericBank, limit: float) -> ForgettingCheck:
+    """Generic recall@5 of the base and the fine-tune on the bank, both run by core as the app runs them."""
+    before = generic_recall(base.embed_images(bank.images), lambda q: base.embed_texts(q, as_query=True), bank.captions)
+    after = generic_recall(
+        tuned.embed_images(bank.images), lambda q: tuned.embed_texts(q, as_query=True), bank.captions
+    )
+    return ForgettingCheck(photos=len(bank.images), before=before, after=after, limit=limit)
 
 
 __all__ = ["AlbumPhoto", "FinetuneOptions", "FinetuneReport", "finetune"]
