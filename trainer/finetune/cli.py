@@ -45,6 +45,9 @@ def register(commands: Any) -> None:
     finetune.add_argument("--augmentations", type=int, help="stored augmentations per photo (4)")
     finetune.add_argument("--text-layers", type=int, help="top text layers that train (2)")
     finetune.add_argument("--image-blocks", type=int, help="last image trunk blocks that train, MobileCLIP bases (2)")
+    finetune.add_argument(
+        "--text-only", action="store_true", help="train the text side only: photos keep the base's embeddings"
+    )
     finetune.add_argument("--batch-size", type=int, help="photos per step (32)")
     finetune.add_argument("--lr", type=float, help="learning rate (1e-4 for the starter, 3e-5 for MobileCLIP)")
     finetune.add_argument("--val-fraction", type=float, help="share of each label held out for validation (0.2)")
@@ -72,6 +75,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         teachers=None if args.teachers is None else list(args.teachers),
         activate=args.activate,
         force=args.force,
+        text_only=args.text_only,
         progress=not args.no_progress,
     )
     try:

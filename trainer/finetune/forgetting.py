@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from core.errors import ImageDecodeError
@@ -21,9 +22,11 @@ from core.preprocess import load_image
 from core.scanning import PHOTO_EXTENSIONS
 from trainer.finetune.album import KEEP_SIDE, LOAD_SIDE, AlbumError
 from trainer.finetune.evaluate import retrieval
+from trainer.finetune.tuner import Evaluate
 
 DEFAULT_LIMIT = 0.01  # one point of recall@5
 MIN_BANK = 6  # fewer photos than this and recall@5 says nothing (5 of 5 is always a hit)
+GENERIC_KEY = "generic_recall@5"  # what a tuner's generic evaluator returns
 EmbedTexts = Callable[[list[str]], np.ndarray]
 
 
@@ -100,3 +103,52 @@ def generic_recall(images: np.ndarray, embed_queries: EmbedTexts, captions: list
     """Recall@5 of caption queries over the bank's photo embeddings ``[N, D]`` (caption i belongs to photo i)."""
     queries = np.asarray(embed_queries(list(captions)), dtype=np.float32)
     return retrieval(images, queries, list(range(len(captions))), ks=(5,))["recall@5"]
+
+
+def student_recall(inputs: torch.Tensor, tokens: torch.Tensor, captions: list[str]) -> Evaluate:
+    """A tuner's generic evaluator: the torch student's caption -> photo recall@5 on a bank, from the student's
+    image inputs (its frozen part's outputs) and the captions' token ids (as queries)."""
+
+    @torch.no_grad()
+    def evaluate(student: torch.nn.Module) -> dict[str, float]:
+        device = student.logit_scale.device
+        photos = student.encode_image(inputs.to(device)).float().cpu().numpy()
+        queries = student.encode_text(tokens.to(device)).float().cpu().numpy()
+        return {GENERIC_KEY: generic_recall(photos, lambda _q: queries, captions)}
+
+    return evaluate
+
+
+class ForgettingStop:
+    """The forgetting check as the training's stop criterion: after each evaluation the student's own generic
+    recall@5 (``GENERIC_KEY``, from the tuner's generic evaluator) is compared with the untrained student's; while
+    it is within the limit the trainable weights are kept, and once it falls further training stops and the last
+    weights within the limit come back (``restore``)."""
+
+    def __init__(self, student: torch.nn.Module, evaluate: Evaluate, limit: float) -> None:
+        self.student, self.evaluate, self.limit = student, evaluate, limit
+        student.eval()
+        with torch.no_grad():
+            self.reference = evaluate(student)[GENERIC_KEY]
+        self._kept = self._trainable()
+        self.evaluations = 0
+        self.kept_evaluation = 0
+        self.stopped = False
+
+    def _trainable(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.student.named_parameters() if p.requires_grad}
+
+    def __call__(self, scores: dict[str, float]) -> bool:
+        self.evaluations += 1
+        if self.reference - scores[GENERIC_KEY] <= self.limit + 1e-9:
+            self._kept, self.kept_evaluation = self._trainable(), self.evaluations
+            return False
+        self.stopped = True
+        return True
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put back the last trainable weights that passed the check (the base's when none did)."""
+        params = dict(self.student.named_parameters())
+        for name, value in self._kept.items():
+            params[name].copy_(value)

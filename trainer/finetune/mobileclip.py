@@ -48,8 +48,9 @@ from core.model_card import ModelCard, sha256_file
 from trainer.checkpoints import load_checkpoint
 from trainer.download import CHECKPOINT_DIR
 from trainer.finetune.evaluate import zero_shot
+from trainer.finetune.forgetting import student_recall
 from trainer.finetune.reinforce import AlbumReinforcement, label_prompts
-from trainer.finetune.tuner import CHECK_TEXTS, FinetuneError, Log
+from trainer.finetune.tuner import CHECK_TEXTS, Evaluate, FinetuneError, Log
 from trainer.mobileclip_export import checkpoint_record, parity_images, write_mobileclip_package
 from trainer.models.clip import MODELS, MobileCLIP, create_model
 from trainer.models.fastvit_timm import FastVitImageEncoder
@@ -124,7 +125,13 @@ def _text_parts(model: MobileCLIP) -> tuple[Callable[[Tensor], Tensor], nn.Modul
 class MobileCLIPAlbumStudent(nn.Module):
     """A MobileCLIP model with a frozen head of each tower whose outputs are cached (see the module notes)."""
 
-    def __init__(self, model: MobileCLIP, image_blocks: int = IMAGE_BLOCKS, text_layers: int = TEXT_LAYERS) -> None:
+    def __init__(
+        self,
+        model: MobileCLIP,
+        image_blocks: int = IMAGE_BLOCKS,
+        text_layers: int = TEXT_LAYERS,
+        text_only: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model
         # Plain lists: the modules are registered once, under ``model``, so state dicts keep the checkpoint keys.
@@ -137,7 +144,8 @@ class MobileCLIPAlbumStudent(nn.Module):
         self._layers, self._final_norm, self._projection = layers, final_norm, projection
         for param in model.parameters():
             param.requires_grad_(False)
-        trained = [*self._trainable_image, *layers[self.first_trained :], final_norm]
+        self.text_only = text_only  # the image tower stays the base's: photos need no re-embedding
+        trained = [*([] if text_only else self._trainable_image), *layers[self.first_trained :], final_norm]
         for module in trained:
             for param in module.parameters():
                 param.requires_grad_(True)
@@ -297,7 +305,16 @@ class MobileCLIPTuner:
     default_lr = 3e-5
     default_steps = 100  # S0 at batch 32 on 2 CPU cores: ~0.8 s a step, plus ~0.08 s per stored augmentation
 
-    def __init__(self, base: ModelPackage, library: Path, *, image_blocks: int, text_layers: int, log: Log) -> None:
+    def __init__(
+        self,
+        base: ModelPackage,
+        library: Path,
+        *,
+        image_blocks: int,
+        text_layers: int,
+        log: Log,
+        text_only: bool = False,
+    ) -> None:
         self.base, self.library, self.log = base, Path(library), log
         variant = base.card.architecture.get("variant")
         if not isinstance(variant, str) or variant not in MODELS:
@@ -308,15 +325,21 @@ class MobileCLIPTuner:
         log(f"rebuilding '{base.id}' from {self.source}")
         self.model = load_checkpoint(self.source, variant).model
         _check_against_package(self.model, base)
-        self.student = MobileCLIPAlbumStudent(self.model, image_blocks, text_layers)
+        self.student = MobileCLIPAlbumStudent(self.model, image_blocks, text_layers, text_only)
         self._partial: Path | None = None
         self._final: Path | None = None
 
     def describe(self) -> dict[str, object]:
         """What trained, for the card's ``architecture.finetune``."""
+        image = (
+            "the base image tower, unchanged (re-exported)"
+            if self.student.text_only
+            else f"last {self.student.image_blocks} image trunk blocks, final conv and head projection trained; "
+            "BatchNorm statistics frozen"
+        )
         return {
-            "image": f"last {self.student.image_blocks} image trunk blocks, final conv and head projection trained; "
-            "BatchNorm statistics frozen",
+            "image": image,
+            "text_only": self.student.text_only,
             "text": f"top {self.student.text_layers} text layers, final LayerNorm, projection and logit scale trained",
             **self.student.trainable_counts(),
             "source_checkpoint_sha256": self.base.card.provenance["checkpoint"]["sha256"],
@@ -391,6 +414,14 @@ class MobileCLIPTuner:
             return {"val_accuracy": scores["accuracy"], "val_balanced_accuracy": scores["balanced_accuracy"]}
 
         return evaluate
+
+    def generic_evaluator(self, images: list[Image.Image], captions: list[str]) -> Evaluate:
+        """Generic caption -> photo recall@5 of the torch student on a bank, for the early stop."""
+        device = self.model.logit_scale.device
+        pixels = torch.from_numpy(np.stack([self.base.preprocess(image)[0] for image in images]))
+        inputs = self.student.frozen_image_features(pixels.to(device)).cpu()
+        queries = [self.base.card.query_template.format(c) for c in captions]
+        return student_recall(inputs, torch.from_numpy(self.base.tokenizer(queries)["input_ids"]), captions)
 
     def save_checkpoint(self, model_id: str) -> dict[str, object]:
         """Write the train-time weights (checkpoint layout, safetensors) under a temporary name in the library's

@@ -32,7 +32,9 @@ from trainer.finetune.album import Album, AlbumPhoto, read_album, split_album
 from trainer.finetune.evaluate import agreement, album_metrics, concept_ranks
 from trainer.finetune.forgetting import (
     DEFAULT_LIMIT,
+    GENERIC_KEY,
     ForgettingCheck,
+    ForgettingStop,
     GenericBank,
     generic_recall,
     read_generic_bank,
@@ -40,11 +42,11 @@ from trainer.finetune.forgetting import (
 from trainer.finetune.mobileclip import MobileCLIPTuner, is_mobileclip
 from trainer.finetune.reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
 from trainer.finetune.starter import StarterTuner
-from trainer.finetune.tuner import FinetuneError, Log, Tuner, teacher_scale
+from trainer.finetune.tuner import Evaluate, FinetuneError, Log, Tuner, teacher_scale
 from trainer.package import finalize_package, install_package, staging_dir
 from trainer.train.config import TrainConfig
 from trainer.train.distributed import DistInfo, pick_device
-from trainer.train.loop import train
+from trainer.train.loop import TrainResult, train
 
 
 @dataclass
@@ -62,9 +64,12 @@ class FinetuneOptions:
     the generic knowledge (see the README for the measurements). ``lr`` and ``steps`` default to the base family's
     values (starter: 1e-4, the usual BERT fine-tuning rate, and 300 steps; MobileCLIP: 3e-5 and 100 steps), with
     10% warm-up. ``train_layers`` top text layers train in both families; ``image_blocks`` trailing image trunk
-    blocks train in a MobileCLIP base. ``generic_bank`` (captioned photos outside the album, see ``forgetting``)
-    turns on the forgetting check: ``activate`` is refused for a model whose generic recall@5 drops by more than
-    ``max_forgetting`` unless ``force``.
+    blocks train in a MobileCLIP base; ``text_only`` keeps the whole image side of the base (the card then says
+    ``architecture.finetune.text_only``: photos embed as with the base). ``generic_bank`` (captioned photos
+    outside the album, see ``forgetting``) turns on the forgetting check: ``activate`` is refused for a model whose
+    generic recall@5 drops by more than ``max_forgetting`` unless ``force``, and (``early_stop``) it is the
+    training's stop criterion: training ends at the first evaluation over the limit, with the last weights within
+    it.
     """
 
     base: str | None = None
@@ -79,6 +84,7 @@ class FinetuneOptions:
     use_syn: bool = True
     train_layers: int = 2
     image_blocks: int = 2
+    text_only: bool = False
     augmentations: int = 4
     synthetic: int = 3
     teachers: Sequence[str] | None = None
@@ -88,6 +94,7 @@ class FinetuneOptions:
     generic_bank: Path | None = None
     max_forgetting: float = DEFAULT_LIMIT
     force: bool = False
+    early_stop: bool = True
     device: str = "auto"
     progress: bool = False
     reuse: bool = True
@@ -117,6 +124,7 @@ class FinetuneReport:
     timings: dict[str, float] = field(default_factory=dict)
     forgetting: ForgettingCheck | None = None
     activation_refused: bool = False
+    early_stop: dict | None = None
 
     def summary(self) -> str:
         """A plain-text before/after report."""
@@ -140,6 +148,11 @@ class FinetuneReport:
             if self.forgetting is not None
             else "  forgetting check not run: give --generic-bank DIR (captioned photos outside the album)"
         )
+        if self.early_stop and self.early_stop["stopped"]:
+            lines.append(
+                f"  early stop: generic R@5 fell over the limit at step {self.steps}; kept the weights of step "
+                f"{self.early_stop['kept_step']}"
+            )
         if self.curves is not None:
             lines.append(f"Training curves: {self.curves}")
         lines.append(
@@ -195,9 +208,10 @@ def _tuner(base: ModelPackage, library: Path, options: FinetuneOptions, log: Log
     """The family-specific part of fine-tuning ``base``; raises FinetuneError for a base that cannot be trained."""
     if is_mobileclip(base):
         return MobileCLIPTuner(
-            base, library, image_blocks=options.image_blocks, text_layers=options.train_layers, log=log
-        )
-    return StarterTuner(base, options.train_layers)
+            base, library, image_blocks=options.image_blocks, text_layers=options.train_layers, log=log,
+            text_only=options.text_only,
+        )  # fmt: skip
+    return StarterTuner(base, options.train_layers, text_only=options.text_only)
 
 
 def _lineage(base: ModelPackage) -> list[dict]:
@@ -284,6 +298,10 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
     device = pick_device(options.device)
     student, data = tuner.student_data(reinf, dataset_dir, device, log)
     evaluate = tuner.evaluator(val_images, val_base, truth, labels)
+    stop = None
+    if bank is not None and options.early_stop:
+        stop = ForgettingStop(student, tuner.generic_evaluator(bank.images, bank.captions), options.max_forgetting)
+        evaluate = _joined(evaluate, stop.evaluate)
     timings["prepare_student_s"] = time.perf_counter() - mark
     batch = min(options.batch_size, len(data))
     steps = _steps(options, len(data), batch, tuner.default_steps)
@@ -299,7 +317,8 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
     )  # fmt: skip
     mark = time.perf_counter()
     info = DistInfo(device=device)  # one process, on the GPU when there is one (device 'auto')
-    result = train(student, data, cfg, teachers=reinf.teachers, info=info, evaluate=evaluate, log=log)
+    result = train(student, data, cfg, teachers=reinf.teachers, info=info, evaluate=evaluate, stop_when=stop, log=log)
+    early = {"stopped": stop.stopped, "kept_step": _early_stop(stop, result, log)} if stop is not None else None
     timings["train_s"] = time.perf_counter() - mark
     student.cpu().eval()
     (work / "last.pt").unlink(missing_ok=True)  # the run is complete; the package (and its checkpoint) is the result
@@ -314,6 +333,7 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
             "album": {"name": album.root.resolve().name, "sha256": album.digest(), "labels": labels},
             "split": {"train": len(train_photos), "validation": len(val_photos), "seed": options.seed},
             "steps": result.step,
+            **({"early_stop": early} if early is not None else {}),
             "teachers": [{"id": t.name, "scale": t.scale} for t in reinf.teachers],
             "reinforced_dataset": key,
             "loss": {"real": vars(cfg.real_weights), "synthetic": vars(cfg.syn_weights) if cfg.use_syn else None},
@@ -359,6 +379,7 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
         teachers=[t.id for t in teachers], steps=result.step, before=before, after=after, generic=generic,
         seconds=time.perf_counter() - started, activated=activated, reused_dataset=reused,
         curves=result.plot, timings=timings, forgetting=forgetting, activation_refused=refused,
+        early_stop=early,
     )  # fmt: skip
 
 
@@ -374,6 +395,20 @@ def _generic(
     base_top = concept_ranks(val_base, base.embed_texts(prompts))
     new_top = concept_ranks(val_new, tuned.embed_texts(prompts))
     return agreement(base_top, new_top)
+
+
+def _joined(first: Evaluate, second: Evaluate) -> Evaluate:
+    return lambda student: {**first(student), **second(student)}
+
+
+def _early_stop(stop: ForgettingStop, result: TrainResult, log: Log) -> int:
+    """After an early stop, put back the last weights within the limit; returns the step they come from."""
+    checked = [r["step"] for r in result.records if GENERIC_KEY in r]
+    kept = checked[stop.kept_evaluation - 1] if stop.kept_evaluation else 0
+    if stop.stopped:
+        stop.restore()
+        log(f"generic recall@5 fell over the limit at step {result.step}: keeping the weights of step {kept}")
+    return kept
 
 
 def _forgetting(base: ModelPackage, tuned: ModelPackage, bank: GenericBank, limit: float) -> ForgettingCheck:

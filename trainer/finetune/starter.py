@@ -24,7 +24,7 @@ import dataclasses
 import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +38,9 @@ from torch import Tensor, nn
 from core.encoders import ModelPackage
 from core.model_card import ModelCard, write_card
 from trainer.finetune.evaluate import zero_shot
+from trainer.finetune.forgetting import student_recall
 from trainer.finetune.reinforce import AlbumReinforcement, label_prompts
-from trainer.finetune.tuner import CHECK_TEXTS, FinetuneError, Log, teacher_scale
+from trainer.finetune.tuner import CHECK_TEXTS, Evaluate, FinetuneError, Log, teacher_scale
 from trainer.image_check import save_check_views
 from trainer.onnx_export import export_onnx, onnx_max_abs_diff
 from trainer.starter.minilm import MiniLMTextEncoder, load_minilm
@@ -51,7 +52,14 @@ TEXT_STATE_FILE = "finetune_text.safetensors"
 class AlbumStudent(nn.Module):
     """Student over a frozen image trunk (its output is the input here) and a partly trainable MiniLM."""
 
-    def __init__(self, text: MiniLMTextEncoder, dim: int, train_layers: int = 2, logit_scale: float = 30.0) -> None:
+    def __init__(
+        self,
+        text: MiniLMTextEncoder,
+        dim: int,
+        train_layers: int = 2,
+        logit_scale: float = 30.0,
+        text_only: bool = False,
+    ) -> None:
         super().__init__()
         if not 0 <= train_layers <= len(text.layers):
             raise ValueError(f"train_layers must lie in [0, {len(text.layers)}], got {train_layers}")
@@ -65,6 +73,7 @@ class AlbumStudent(nn.Module):
                 p.requires_grad_(True)
         self.adapter = nn.Linear(dim, dim, bias=False)
         nn.init.zeros_(self.adapter.weight)
+        self.adapter.weight.requires_grad_(not text_only)  # text-only: photos keep the base's embeddings
         self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale)))
         self._cached: tuple[Tensor, Tensor, Tensor] | None = None
 
@@ -107,6 +116,10 @@ class AlbumStudent(nn.Module):
         for layer in text.layers[: self.first_trained]:
             x = layer.eval()(x, bias)
         self._cached = (x, bias, mask)
+
+    def image_unchanged(self) -> bool:
+        """Whether the image side is still the base's (the adapter never moved from zero)."""
+        return not bool(self.adapter.weight.detach().any())
 
     def adapter_matrix(self) -> np.ndarray:
         """``(I + W)^T`` as float32: right-multiplying row embeddings by it applies the adapter."""
@@ -228,16 +241,21 @@ def write_album_package(
     ``check_pixels`` (``[N, views, 3, S, S]`` as core preprocesses them) verifies the composed image graph.
     """
     card = base.card
-    for spec in (card.image_encoder, card.image_check.fallback if card.image_check else None):
-        if spec is not None:
+    image_specs = [s for s in (card.image_encoder, card.image_check.fallback if card.image_check else None) if s]
+    if student.image_unchanged():
+        # A text-only fine-tune keeps the base's image files byte for byte: its photo embeddings are the base's.
+        for file in [s.file for s in image_specs] + ([card.image_check.views] if card.image_check else []):
+            shutil.copyfile(base.dir / file, staged / file)
+    else:
+        for spec in image_specs:
             image_path = compose_image_graph(
                 base.dir / spec.file, spec.output, student.adapter_matrix(), staged / "image.onnx"
             )
             image_path.rename(staged / spec.file)
-    if card.image_check is not None:
-        compose_image_check(
-            base.dir / card.image_check.views, student.adapter_matrix(), staged / card.image_check.views
-        )
+        if card.image_check is not None:
+            compose_image_check(
+                base.dir / card.image_check.views, student.adapter_matrix(), staged / card.image_check.views
+            )
     _, text_diff = export_text(student, base, staged / card.text_encoder.file)
     save_text_state(staged / TEXT_STATE_FILE, student.trained_text_state(previous_text_state))
     for file in {*card.tokenizer.files.values(), card.license.get("file", "")} - {""}:
@@ -262,9 +280,6 @@ def write_album_package(
     }
     provenance = {**provenance, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return dataclasses.replace(new, parity=parity, provenance=provenance, metrics=metrics)
-
-
-Evaluate = Callable[[torch.nn.Module], dict[str, float]]
 
 
 def caption_tokens(base: ModelPackage, texts: Sequence[str]) -> torch.Tensor:
@@ -315,27 +330,39 @@ class StarterTuner:
     default_lr = 1e-4  # the usual BERT fine-tuning rate (the adapter starts at the identity)
     default_steps = 300  # ~1 minute of training on 2 CPU cores at batch 32; see README for the measured curve
 
-    def __init__(self, base: ModelPackage, train_layers: int) -> None:
+    def __init__(self, base: ModelPackage, train_layers: int, text_only: bool = False) -> None:
         self.base = base
         self.train_layers = train_layers
+        self.text_only = text_only
         self.text = load_base_text_encoder(base)  # a base we cannot train fails before any teacher runs
         self.student: AlbumStudent | None = None
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, object]:
         """What trained, for the card's ``architecture.finetune``."""
         return {
-            "image": "base image encoder followed by a learnt linear map (I + W)",
+            "image": "the base image encoder, unchanged"
+            if self.text_only
+            else "base image encoder followed by a learnt linear map (I + W)",
             "text": f"top {self.train_layers} MiniLM layers fine-tuned",
+            "text_only": self.text_only,
         }
 
     def student_data(self, reinf: AlbumReinforcement, dataset_dir: Path, device: torch.device, log: Log):
         """The student and what it trains on."""
-        self.student = AlbumStudent(self.text, self.base.dim, self.train_layers, logit_scale=teacher_scale(self.base))
+        self.student = AlbumStudent(
+            self.text, self.base.dim, self.train_layers, logit_scale=teacher_scale(self.base), text_only=self.text_only
+        )
         return self.student, student_data(reinf, self.base, self.student)
 
     def evaluator(self, val_images: list[Image.Image], val_base: np.ndarray, truth: list[int], labels: list[str]):
         """Validation accuracy during training."""
         return val_evaluator(self.base, val_base, truth, labels)
+
+    def generic_evaluator(self, images: list[Image.Image], captions: list[str]) -> Evaluate:
+        """Generic caption -> photo recall@5 of the torch student on a bank, for the early stop."""
+        inputs = torch.from_numpy(self.base.embed_images(images))
+        queries = [self.base.card.query_template.format(c) for c in captions]
+        return student_recall(inputs, caption_tokens(self.base, queries), captions)
 
     def write_package(
         self, staged: Path, *, model_id: str, name: str, architecture: dict, provenance: dict, check_images: list

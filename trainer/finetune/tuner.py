@@ -56,6 +56,9 @@ class Tuner(Protocol):
     ) -> Evaluate:
         """Validation accuracy of the torch student during training."""
 
+    def generic_evaluator(self, images: list[Image.Image], captions: list[str]) -> Evaluate:
+        """The torch student's generic caption -> photo recall@5 on a bank (key ``forgetting.GENERIC_KEY``)."""
+
     def write_package(
         self, staged: Path, *, model_id: str, name: str, architecture: dict, provenance: dict, check_images: list
     ) -> ModelCard:
