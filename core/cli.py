@@ -235,7 +235,7 @@ def _cmd_stats(args: argparse.Namespace, library: Library) -> int:
             "library": display(str(library.path)),
             "photos": index.photo_count(),
             "folders": [display(f) for f in index.folders()],
-            "embeddings": dict(index.conn.execute("SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id")),
+            "embeddings": index.vectors.counts(),
             "tags": len(Tagger(index).tag_counts()),
             "errors": len(index.errors()),
         }

@@ -122,7 +122,7 @@ def index_paths(
     report.moved, report.removed = _reconcile(index, [r.resolve() for r in roots], files)
 
     states = index.file_states()
-    embedded = index.embedded_ids(model.id)
+    embedded = index.embedded_ids(model.id, model.dim)
     failed = index.failed_states()
     todo: list[PhotoFile] = []
     for photo in files:
