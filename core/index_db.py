@@ -250,14 +250,6 @@ class PhotoIndex:
             found.update((pid, from_db(path)) for pid, path in self.conn.execute(query, part))
         return [found[i] for i in ids]
 
-    def photo_facts(self, ids: Iterable[int]) -> list[tuple[float, str | None]]:
-        """(date, camera) per photo id, in the given order; the date is when it was taken, else its mtime."""
-        facts = {
-            pid: (taken if taken is not None else mtime_ns / 1e9, camera)
-            for pid, taken, mtime_ns, camera in self.conn.execute("SELECT id, taken_at, mtime_ns, camera FROM photos")
-        }
-        return [facts[i] for i in ids]
-
     def photo_info(self, path: str) -> dict[str, object] | None:
         """Everything the index knows about one photo (for the photo view and `tags`), or None."""
         self.conn.row_factory = sqlite3.Row

@@ -64,6 +64,18 @@ def filter_rows(index: PhotoIndex, store_id: int, query: ParsedQuery, *, newest_
     return np.fromiter((r[0] for r in index.conn.execute(sql, params)), np.int64)
 
 
+def photos_under(index: PhotoIndex, folder: str) -> int:
+    """How many indexed photos lie under a folder (a range count on the path index)."""
+    low, high = path_range(folder)
+    return index.conn.execute("SELECT COUNT(*) FROM photos WHERE path >= ? AND path < ?", (low, high)).fetchone()[0]
+
+
+def newest_first(index: PhotoIndex) -> tuple[list[str], int]:
+    """Every photo's path, newest first (date taken, else file date), and the highest photo id."""
+    rows = index.conn.execute(f"SELECT p.path, p.id FROM photos p ORDER BY {PHOTO_DATE} DESC, p.id").fetchall()
+    return [from_db(path) for path, _ in rows], max((pid for _, pid in rows), default=0)
+
+
 def photo_facts(index: PhotoIndex, ids: Sequence[int]) -> dict[int, PhotoFacts]:
     """Path and date of photos by id (ids no longer in the index are left out)."""
     facts: dict[int, PhotoFacts] = {}
@@ -88,16 +100,18 @@ def is_raw(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in RAW_EXTENSIONS
 
 
+def _without_extension(path: str) -> str:
+    return path[: len(path) - len(os.path.splitext(path)[1])]
+
+
 def shot_of(index: PhotoIndex, path: str) -> Shot:
     """A RAW+JPEG pair is one shot: search answers with the JPEG, which names its RAW."""
-    head, name = os.path.split(path)
-    stem = os.path.splitext(name)[0]
-    low, high = to_db(os.path.join(head, stem) + "."), to_db(os.path.join(head, stem) + chr(ord(".") + 1))
-    twins = []
-    for (text,) in index.conn.execute("SELECT path FROM photos WHERE path >= ? AND path < ?", (low, high)):
-        other = from_db(text)
-        if other != path and os.path.splitext(os.path.basename(other))[0] == stem and os.path.dirname(other) == head:
-            twins.append(other)
+    base = _without_extension(path)
+    # Every file named base.<ext> sorts between "base." and "base/" ('/' follows '.').
+    rows = index.conn.execute(
+        "SELECT path FROM photos WHERE path >= ? AND path < ?", (to_db(base + "."), to_db(base + "/"))
+    )
+    twins = [other for other in (from_db(r[0]) for r in rows) if other != path and _without_extension(other) == base]
     raws = [t for t in twins if is_raw(t)]
     if is_raw(path):
         return Shot(any(not is_raw(t) for t in twins), None, tuple(twins))

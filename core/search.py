@@ -47,6 +47,8 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 def raw_pairs(paths: list[str]) -> dict[int, int]:
     """Camera RAW files shot together with a JPEG (or HEIC...) of the same name in the same folder, as
     {row of the RAW: row of its rendered twin}. Cameras set to RAW+JPEG write both; people expect one photo."""
+    if not any(path[path.rfind(".") :].lower() in RAW_EXTENSIONS for path in paths):
+        return {}  # the usual library: a quick look at each extension, no per-path keys
     rendered: dict[tuple[str, str], int] = {}
     raws: list[tuple[int, tuple[str, str]]] = []
     for row, path in enumerate(paths):

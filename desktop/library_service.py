@@ -9,7 +9,6 @@ Results are plain dataclasses, never objects holding database handles.
 
 from __future__ import annotations
 
-import bisect
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from core.errors import ImageDecodeError, LibraryError, NoModelError
+from core.index_queries import newest_first, photos_under
 from core.indexer import IndexReport
 from core.library import Library
 from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
@@ -99,18 +99,6 @@ class SearchResult:
     ranked: bool
 
 
-def count_under(folders: Sequence[str], paths: Sequence[str]) -> list[int]:
-    """How many of `paths` lie under each folder (by path prefix; nested folders count their photos too)."""
-    ordered = sorted(paths)
-    counts = []
-    for folder in folders:
-        prefix = folder.rstrip(os.sep) + os.sep
-        # Every path starting with `prefix` sorts between prefix and prefix with its last character bumped.
-        end = prefix[:-1] + chr(ord(os.sep) + 1)
-        counts.append(bisect.bisect_left(ordered, end) - bisect.bisect_left(ordered, prefix))
-    return counts
-
-
 class LibraryService:
     """One library folder as the window sees it: photos, folders, tags, models, search, watching, thumbnails."""
 
@@ -135,9 +123,8 @@ class LibraryService:
         with self.lib.open_index() as index:
             count, errors = index.photo_count(), len(index.errors())
             folders = index.folders()
-            paths = [path for _, path in index.photos_after(0)]
+            counts = [photos_under(index, folder) for folder in folders]
             tags = tuple(Tagger(index).tag_counts())
-        counts = count_under(folders, paths)
         models = tuple(ModelInfo(m.id, m.card.name, m.location, m.card.embedding_dim) for m in self.store.list())
         active = self.active_model_id()
         return LibrarySnapshot(
@@ -170,10 +157,8 @@ class LibraryService:
     def browse(self) -> tuple[list[str], int]:
         """Every indexed photo, newest first (date taken, else file date), and the highest photo id."""
         with self.lib.open_index() as index:
-            rows = index.photos_after(0)
-            dates = [date for date, _ in index.photo_facts(pid for pid, _ in rows)]
-        order = sorted(range(len(rows)), key=lambda i: (-dates[i], rows[i][0]))
-        return _one_per_shot([rows[i][1] for i in order]), max((pid for pid, _ in rows), default=0)
+            paths, last_id = newest_first(index)
+        return _one_per_shot(paths), last_id
 
     def errors(self) -> list[tuple[str, str]]:
         """(path, reason) of every file that could not be indexed."""
