@@ -20,7 +20,7 @@ import numpy as np
 
 from core.errors import LibraryError
 from core.metadata import PhotoMeta
-from core.pathtext import display, error_key, from_db, to_db
+from core.pathtext import UnstorablePathError, display, error_key, from_db, path_range, to_db
 from core.vector_store import VectorSnapshot, VectorStores
 
 DB_FILE = "index.sqlite3"
@@ -169,6 +169,21 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+def _under_roots(roots: Sequence[str] | None) -> tuple[str, list[str]]:
+    """A WHERE clause for paths at or under any of `roots` (range scans on the path index); None: every path."""
+    if roots is None:
+        return "1", []
+    clauses, params = [], []
+    for root in roots:
+        try:
+            low, high = path_range(root)
+            params.extend([to_db(root), low, high])
+        except UnstorablePathError:
+            continue  # nothing under a folder whose name the index refuses was ever stored
+        clauses.append("(path = ? OR (path >= ? AND path < ?))")
+    return " OR ".join(clauses) or "0", params
+
+
 class PhotoIndex:
     """Open (creating or migrating as needed) the index database of a library folder."""
 
@@ -219,9 +234,10 @@ class PhotoIndex:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def file_states(self) -> dict[str, FileState]:
-        """Every indexed path with its id, size and mtime."""
-        rows = self.conn.execute("SELECT path, id, size, mtime_ns FROM photos")
+    def file_states(self, roots: Sequence[str] | None = None) -> dict[str, FileState]:
+        """Indexed paths (all, or those at or under `roots`) with their id, size and mtime."""
+        where, params = _under_roots(roots)
+        rows = self.conn.execute(f"SELECT path, id, size, mtime_ns FROM photos WHERE {where}", params)
         return {from_db(path): FileState(pid, size, mtime) for path, pid, size, mtime in rows}
 
     def embedded_ids(self, model_id: str, dim: int | None = None) -> set[int]:
@@ -287,13 +303,12 @@ class PhotoIndex:
             self.conn.execute("DELETE FROM scan_errors WHERE substr(path, 1, ?) = ?", (len(prefix), prefix))
         return removed
 
-    def failed_states(self) -> dict[str, tuple[int | None, int | None]]:
-        """(size, mtime_ns) of each file that failed, by `pathtext.error_key`, to avoid retrying an unchanged
-        broken file."""
-        return {
-            from_db(path): (size, mtime)
-            for path, size, mtime in self.conn.execute("SELECT path, size, mtime_ns FROM scan_errors")
-        }
+    def failed_states(self, roots: Sequence[str] | None = None) -> dict[str, tuple[int | None, int | None]]:
+        """(size, mtime_ns) of each file that failed (all, or at or under `roots`), by `pathtext.error_key`, to
+        avoid retrying an unchanged broken file."""
+        where, params = _under_roots(roots)
+        rows = self.conn.execute(f"SELECT path, size, mtime_ns FROM scan_errors WHERE {where}", params)
+        return {from_db(path): (size, mtime) for path, size, mtime in rows}
 
     def errors(self) -> list[tuple[str, str]]:
         """(path, reason) of every file that could not be indexed, by path (`pathtext.error_key` of the file)."""

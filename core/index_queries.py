@@ -12,7 +12,7 @@ from datetime import date
 import numpy as np
 
 from core.index_db import PhotoIndex
-from core.pathtext import from_db, to_db
+from core.pathtext import from_db, path_range, to_db
 from core.query import ParsedQuery
 from core.raw import RAW_EXTENSIONS
 from core.tagging import clean_tag
@@ -31,12 +31,6 @@ class PhotoFacts:
 
 def _epoch(day: date) -> float:
     return float(calendar.timegm(day.timetuple()))
-
-
-def path_range(folder: str) -> tuple[str, str]:
-    """Index text bounds (low inclusive, high exclusive) of every path under a folder."""
-    prefix = to_db(folder.rstrip(os.sep) + os.sep)  # to_db maps character for character: prefixes stay prefixes
-    return prefix, prefix[:-1] + chr(ord(os.sep) + 1)
 
 
 def filter_rows(index: PhotoIndex, store_id: int, query: ParsedQuery, *, newest_first: bool = False) -> np.ndarray:

@@ -148,8 +148,7 @@ class Library:
 
         def photos_under(folder: Path) -> list[str]:
             with self.open_index() as index:
-                prefix = str(folder).rstrip("/") + "/"
-                return [p for p in index.file_states() if p.startswith(prefix)]
+                return list(index.file_states([str(folder)]))
 
         def on_change(changed: set[Path], deleted: set[Path]) -> None:
             with self.open_index() as index:

@@ -112,6 +112,20 @@ class VectorStores:
             return set()
         return {r[0] for r in self.conn.execute("SELECT photo_id FROM vectors WHERE store_id = ?", (state.store_id,))}
 
+    def embedded_among(self, model_id: str, dim: int, photo_ids: Sequence[int]) -> set[int]:
+        """Which of these photos have a committed embedding from this model (rows `dim` wide)."""
+        if len(photo_ids) > 50_000:  # most of the library: one scan beats many lookups
+            return self.embedded_ids(model_id, dim) & set(photo_ids)
+        state = self.state(model_id)
+        if state is None or state.dim != dim:
+            return set()
+        found: set[int] = set()
+        for start in range(0, len(photo_ids), 500):
+            part = list(photo_ids[start : start + 500])
+            query = f"SELECT photo_id FROM vectors WHERE store_id = ? AND photo_id IN ({','.join('?' * len(part))})"
+            found.update(r[0] for r in self.conn.execute(query, [state.store_id, *part]))
+        return found
+
     def counts(self) -> dict[str, int]:
         """Embedded photos per model."""
         rows = self.conn.execute(
