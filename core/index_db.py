@@ -141,6 +141,22 @@ class PhotoRecord:
 
 
 @dataclass(frozen=True)
+class IndexedPhoto:
+    """One photo as the index holds it."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    width: int | None
+    height: int | None
+    taken_at: float | None
+    camera: str | None
+    gps_lat: float | None
+    gps_lon: float | None
+
+
+@dataclass(frozen=True)
 class FileState:
     """What the index remembers of a file, to tell whether it changed."""
 
@@ -266,14 +282,13 @@ class PhotoIndex:
             found.update((pid, from_db(path)) for pid, path in self.conn.execute(query, part))
         return [found[i] for i in ids]
 
-    def photo_info(self, path: str) -> dict[str, object] | None:
-        """Everything the index knows about one photo (for the photo view and `tags`), or None."""
-        self.conn.row_factory = sqlite3.Row
-        try:
-            row = self.conn.execute("SELECT * FROM photos WHERE path = ?", (to_db(path),)).fetchone()
-        finally:
-            self.conn.row_factory = None
-        return None if row is None else {**dict(row), "path": from_db(row["path"])}
+    def photo_info(self, path: str) -> IndexedPhoto | None:
+        """What the index knows about one photo (for the photo view), or None."""
+        row = self.conn.execute(
+            "SELECT id, size, mtime_ns, width, height, taken_at, camera, gps_lat, gps_lon FROM photos WHERE path = ?",
+            (to_db(path),),
+        ).fetchone()
+        return None if row is None else IndexedPhoto(row[0], path, *row[1:])
 
     def photo_id(self, path: str) -> int | None:
         """The id of an indexed photo, or None."""

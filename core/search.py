@@ -8,7 +8,7 @@ are read only for the hits returned, so opening a search costs the same at 1k ph
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from core.errors import LibraryError
 from core.index_db import PhotoIndex
 from core.index_queries import filter_rows, photo_facts, shot_of
 from core.preprocess import decode_side, load_image
-from core.query import ParsedQuery, combine, demote, parse_query
+from core.query import ParsedQuery, QueryError, combine, demote, parse_query
 from core.raw import RAW_EXTENSIONS
 
 SORTS = ("relevance", "date")
@@ -33,6 +33,40 @@ class SearchHit:
     score: float
     taken_at: float | None = None
     raw: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A search as the CLI or the GUI asks for it: the typed query text (core's query language), plus filters the
+    GUI holds as structure (its folder and tag pickers), which are never typed back into the text."""
+
+    text: str = ""
+    folder: str | None = None
+    tag: str | None = None
+    top: int = 50
+    min_score: float | None = None
+    sort: str = "relevance"
+    every_filter_match: bool = False  # a filters-only search returns all its matches, not the `top` newest
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Hits in order, and whether they are ranked by similarity (False for filters only: every hit matches
+    equally, newest first)."""
+
+    hits: list[SearchHit]
+    ranked: bool
+
+
+def with_filters(query: ParsedQuery, folder: str | None, tag: str | None) -> ParsedQuery:
+    """The parsed text narrowed by a folder and a tag chosen outside it."""
+    if folder is not None:
+        if query.folder is not None and query.folder != Path(folder):
+            raise QueryError(f"the query's folder {query.folder} is not the chosen folder {folder}")
+        query = replace(query, folder=Path(folder))
+    if tag is not None:
+        query = replace(query, tags=(*query.tags, tag))
+    return query
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -188,6 +222,14 @@ class SearchEngine:
     ) -> list[SearchHit]:
         """Parse the query language (see core.query) and run it."""
         return self.run(parse_query(text), top=top, min_score=min_score, sort=sort)
+
+    def answer(self, request: SearchRequest) -> SearchResult:
+        """Run a request: its text parsed once, its folder and tag applied as filters."""
+        query = with_filters(parse_query(request.text), request.folder, request.tag)
+        ranked = query.has_vector_terms
+        top = request.top if ranked or not request.every_filter_match else len(self.vectors.live)
+        hits = self.run(query, top=top, min_score=request.min_score, sort=request.sort if ranked else "date")
+        return SearchResult(hits, ranked)
 
     def similar(self, path: Path, top: int = 20, min_score: float | None = None) -> list[SearchHit]:
         """Photos most similar to a photo (the photo itself and the other files of its shot left out)."""

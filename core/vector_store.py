@@ -126,6 +126,15 @@ class VectorStores:
             found.update(r[0] for r in self.conn.execute(query, [state.store_id, *part]))
         return found
 
+    def version(self, model_id: str) -> tuple[int, int, int]:
+        """Changes whenever the model's committed rows do (appends, deletions, compaction): (generation, rows,
+        dead rows)."""
+        state = self.state(model_id)
+        if state is None:
+            return (-1, 0, 0)
+        dead = self.conn.execute("SELECT COUNT(*) FROM dead_rows WHERE store_id = ?", (state.store_id,)).fetchone()[0]
+        return (state.generation, state.rows, dead)
+
     def counts(self) -> dict[str, int]:
         """Embedded photos per model."""
         rows = self.conn.execute(

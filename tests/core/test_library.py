@@ -14,6 +14,7 @@ from PIL import Image
 
 from core.library import Library
 from core.query import ParsedQuery, parse_query
+from core.search import SearchRequest
 from core.tagging import Tagger
 from core.xmp import read_subjects, sidecar_path
 from tests.photo_corpus import load_photo, materialize
@@ -145,7 +146,7 @@ def test_model_switch_keeps_serving_old_model_until_complete(indexed, starter_pa
     shutil.copytree(starter_package_dir, second)
     card = json.loads((second / "model_card.json").read_text())
     (second / "model_card.json").write_text(json.dumps({**card, "id": "starter-b"}))
-    lib.store.set_active("starter-b")
+    lib.use("starter-b")  # installed behind the library's back: `use` reads the packages again
     assert lib.serving_model_id() == "starter"  # nothing embedded with the new model yet
     assert _names(lib.search_engine().search("a cat"))[0] == "chelsea_cat"
 
@@ -195,3 +196,45 @@ def test_indexing_makes_grid_thumbnails_from_the_same_decode(indexed) -> None:
         assert thumb.is_file()
         with Image.open(thumb) as image:
             assert max(image.size) == 256
+
+
+def test_structured_folder_and_tag_filters_are_never_retyped_as_query_text(library: Path, tmp_path: Path) -> None:
+    """The GUI's folder and tag pickers reach core as structure: a folder name that reads like query syntax and a
+    tag with spaces filter exactly, whatever the typed text says."""
+    staged = materialize(tmp_path / "staged", ["chelsea_cat", "coffee", "motorcycle"])
+    odd = tmp_path / "photos" / 'trip "2021" tag:dog -beach'
+    plain = tmp_path / "photos" / "plain"
+    odd.mkdir(parents=True)
+    plain.mkdir()
+    shutil.copy(staged["chelsea_cat"], odd / "cat.jpg")
+    shutil.copy(staged["coffee"], odd / "coffee.jpg")
+    shutil.copy(staged["motorcycle"], plain / "motorcycle.jpg")
+    lib = Library(library)
+    lib.index([tmp_path / "photos"])
+    lib.edit_tags(str((plain / "motorcycle.jpg").resolve()), add=["weekend ride"])
+    lib.edit_tags(str((odd / "coffee.jpg").resolve()), add=["weekend ride"])
+
+    in_odd = lib.search(SearchRequest("", folder=str(odd.resolve()), every_filter_match=True))
+    assert sorted(_names(in_odd.hits)) == ["cat", "coffee"] and not in_odd.ranked
+    tagged = lib.search(SearchRequest("a cup of coffee", tag="weekend ride"))
+    assert _names(tagged.hits)[0] == "coffee" and sorted(_names(tagged.hits)) == ["coffee", "motorcycle"]
+    both = lib.search(SearchRequest("a cat", folder=str(odd.resolve()), tag="weekend ride"))
+    assert _names(both.hits) == ["coffee"] and both.ranked
+
+
+def test_search_engine_is_kept_until_the_embeddings_change(library: Path, tmp_path: Path, monkeypatch) -> None:
+    staged = materialize(tmp_path / "photos", ["chelsea_cat", "coffee"])
+    lib = Library(library)
+    lib.index([tmp_path / "photos"])
+    reads = []
+    original_list = lib.store.list
+    monkeypatch.setattr(lib.store, "list", lambda: reads.append(1) or original_list())
+    first = lib.search_engine()
+    assert lib.search_engine() is first and lib.search(SearchRequest("a cat")).hits
+    assert len(reads) <= 1  # the installed packages are read once, not on every query
+    extra = tmp_path / "more"
+    materialize(extra, ["motorcycle"])
+    lib.index([extra])
+    again = lib.search_engine()
+    assert again is not first and "motorcycle" in _names(lib.search(SearchRequest("a motorcycle")).hits)
+    assert len(staged) == 2
