@@ -114,9 +114,7 @@ class Library:
 
     def _complete(self, model_id: str) -> bool:
         with self.open_index() as index:
-            return (
-                len(index.embedded_ids(model_id, self.store.find(model_id).card.embedding_dim)) >= index.photo_count()
-            )
+            return index.vectors.count(model_id, self.store.find(model_id).card.embedding_dim) >= index.photo_count()
 
     def index(
         self,
@@ -149,7 +147,7 @@ class Library:
                 on_batch=tag_batch,
                 thumbnails=ThumbnailCache(self.path),
             )
-            if not report.cancelled and len(index.embedded_ids(model.id, model.dim)) >= index.photo_count():
+            if not report.cancelled and index.vectors.count(model.id, model.dim) >= index.photo_count():
                 self.store.write_setting(SERVING_KEY, model.id)
             if index.vectors.needs_compaction(model.id):
                 index.vectors.compact(model.id)

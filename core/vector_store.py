@@ -112,6 +112,13 @@ class VectorStores:
             return set()
         return {r[0] for r in self.conn.execute("SELECT photo_id FROM vectors WHERE store_id = ?", (state.store_id,))}
 
+    def count(self, model_id: str, dim: int | None = None) -> int:
+        """How many photos have a committed embedding from this model (0 when its rows are not `dim` wide)."""
+        state = self.state(model_id)
+        if state is None or (dim is not None and state.dim != dim):
+            return 0
+        return self.conn.execute("SELECT COUNT(*) FROM vectors WHERE store_id = ?", (state.store_id,)).fetchone()[0]
+
     def embedded_among(self, model_id: str, dim: int, photo_ids: Sequence[int]) -> set[int]:
         """Which of these photos have a committed embedding from this model (rows `dim` wide)."""
         if len(photo_ids) > 50_000:  # most of the library: one scan beats many lookups
