@@ -10,7 +10,7 @@ prints how fast the writes go as the library grows (photos/s at the start, middl
 embed text.
 
 `run` times, per library, the whole process of `python -m core search ... --json --top 20`, `similar` and
-`stats`, and the app from launch to its window shown and library open (`--exit-when-shown`), each as the median
+`stats`, and the app from launch to the first search result in its grid (bench/app_first_result.py), each as the median
 of `--repeat` runs with the peak RSS and CPU time of the process; then the ratio of each to the first (smallest)
 library, and the index size per photo beyond the vectors. `--index-photos` also indexes the real-photo corpus
 (tests/photo_corpus.py) into each library as a whole process and forgets it again, to show that indexing keeps
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,25 +120,40 @@ def build(args: argparse.Namespace) -> None:
     print(f"library: {library} ({done:,} photos, model {model.id})")
 
 
-def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds and peak RSS (MB) of one whole process (its own rusage, from wait4)."""
-    with tempfile.TemporaryFile() as err:
+@dataclass
+class Timing:
+    wall: float  # seconds from spawn to exit
+    cpu: float  # user + system seconds of the process
+    peak_mb: float  # peak resident set size
+    marks: dict[str, float]  # name=seconds pairs the process printed (the app's milestones)
+
+
+def _timed(command: list[str], env: dict[str, str]) -> Timing:
+    """One whole process, measured by its own rusage (wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
+        if os.waitstatus_to_exitcode(status) != 0:
             err.seek(0)
-            raise RuntimeError(f"{' '.join(command[2:5])}... failed ({process.returncode}): {err.read()[-600:]!r}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+            raise RuntimeError(f"{' '.join(command[2:5])}... failed: {err.read()[-600:]!r}")
+        out.seek(0)
+        words = out.read().decode(errors="replace").split()
+    marks = {k: float(v) for k, _, v in (w.partition("=") for w in words) if v and v.replace(".", "", 1).isdigit()}
+    return Timing(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, marks)
 
 
-def _median_run(command: list[str], env: dict[str, str], repeat: int) -> tuple[float, float, float]:
-    """Median wall and CPU seconds and the highest peak RSS over `repeat` runs (CPU time holds up on a busy
-    machine, where wall time does not)."""
+def _median_run(command: list[str], env: dict[str, str], repeat: int) -> Timing:
+    """Medians of `repeat` runs (the highest peak RSS); CPU time holds up on a busy machine, wall time does not."""
     runs = [_timed(command, env) for _ in range(repeat)]
-    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), max(r[2] for r in runs)
+    marks = {name: statistics.median(r.marks[name] for r in runs) for name in runs[0].marks}
+    return Timing(
+        statistics.median(r.wall for r in runs),
+        statistics.median(r.cpu for r in runs),
+        max(r.peak_mb for r in runs),
+        marks,
+    )
 
 
 def _index_bytes_per_photo(library: Path) -> tuple[int, float, float]:
@@ -171,7 +187,7 @@ def run(args: argparse.Namespace) -> None:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     env.pop("PHOTOSEEK_HOME", None)
     print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} repeat={args.repeat}")
-    table: list[tuple[str, int, dict[str, tuple[float, float, float]]]] = []
+    table: list[tuple[str, int, dict[str, Timing]]] = []
     photo_folder, count_new = None, 0
     if args.index_photos:
         from tests.photo_corpus import materialize
@@ -190,7 +206,8 @@ def run(args: argparse.Namespace) -> None:
         commands["similar"] = [sys.executable, "-m", "core", "similar", some_photo, "--json", "--top", "20", *lib]
         commands["stats"] = [sys.executable, "-m", "core", "stats", "--json", *lib]
         if not args.no_app:
-            commands["app: window + library open"] = [sys.executable, "-m", "desktop", *lib, "--exit-when-shown"]
+            app = [sys.executable, str(REPO / "bench" / "app_first_result.py"), *lib, "--query", args.queries[0]]
+            commands["app: start to first result"] = app
         _median_run(commands["stats"], env, 1)  # warm the OS file cache: we time PhotoSeek, not the disk
         results = {name: _median_run(command, env, args.repeat) for name, command in commands.items()}
         table.append((str(library), photos, results))
@@ -200,12 +217,16 @@ def run(args: argparse.Namespace) -> None:
             print(
                 f"  index {count_new} new real photos: {rate:5.1f} photos/s in the indexer, {wall:.1f} s whole process"
             )
-        for name, (wall, cpu, peak) in results.items():
-            base_wall, _, base_peak = table[0][2][name]
+        for name, got in results.items():
+            base = table[0][2][name]
             print(
-                f"  {name:<30} {wall:6.2f} s wall {cpu:6.2f} s CPU {peak:6.0f} MB peak RSS "
-                f"({wall / base_wall:5.2f}x time, {peak / base_peak:4.2f}x memory of {table[0][1]:,} photos)"
+                f"  {name:<30} {got.wall:6.2f} s wall {got.cpu:6.2f} s CPU {got.peak_mb:6.0f} MB peak RSS "
+                f"({got.wall / base.wall:5.2f}x time, {got.peak_mb / base.peak_mb:4.2f}x memory of {table[0][1]:,} photos)"
             )
+            if got.marks:
+                print(
+                    "      " + ", ".join(f"{mark.replace('_', ' ')} at {sec:.2f} s" for mark, sec in got.marks.items())
+                )
 
 
 def main() -> None:
