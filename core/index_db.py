@@ -88,7 +88,8 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     """,
     # 3: embeddings move out of SQLite into memory-mapped stores (core.vector_store); the old BLOBs are converted
-    # by `VectorStores.convert_legacy` when the index opens, then their table is dropped.
+    # by `VectorStores.convert_legacy` when the index opens, then their table is dropped. Dates and cameras get
+    # indexes, so date and camera filters and browsing newest first need no scan of every photo.
     """
     ALTER TABLE embeddings RENAME TO legacy_embeddings;
     DROP INDEX embeddings_by_model;
@@ -110,6 +111,8 @@ MIGRATIONS: tuple[str, ...] = (
         row INTEGER NOT NULL,
         PRIMARY KEY (store_id, row)
     ) WITHOUT ROWID;
+    CREATE INDEX photos_by_date ON photos(COALESCE(taken_at, mtime_ns / 1e9));
+    CREATE INDEX photos_by_camera ON photos(camera);
     CREATE TRIGGER vectors_dead AFTER DELETE ON vectors BEGIN
         INSERT OR IGNORE INTO dead_rows(store_id, row) VALUES (old.store_id, old.row);
     END;
