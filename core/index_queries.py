@@ -75,7 +75,9 @@ def photos_under(index: PhotoIndex, folder: str) -> int:
 
 def newest_first(index: PhotoIndex) -> tuple[list[str], int]:
     """Every photo's path, newest first (date taken, else file date), and the highest photo id."""
-    rows = index.conn.execute(f"SELECT p.path, p.id FROM photos p ORDER BY {PHOTO_DATE} DESC, p.id").fetchall()
+    # One pass over the table and a sort beats walking the date index, which visits the rows in random order.
+    rows = index.conn.execute(f"SELECT p.path, p.id FROM photos p NOT INDEXED ORDER BY {PHOTO_DATE} DESC, p.id")
+    rows = rows.fetchall()
     return [from_db(path) for path, _ in rows], max((pid for _, pid in rows), default=0)
 
 
