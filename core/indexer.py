@@ -59,21 +59,18 @@ def _decode(
     return PhotoRecord(photo.path, photo.size, photo.mtime_ns, digest, meta), model.preprocess(image)
 
 
-def _under(path: str, roots: list[Path]) -> bool:
-    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
-
-
 def _reconcile(index: PhotoIndex, roots: list[Path], files: list[PhotoFile]) -> tuple[int, int]:
     """Follow moved/renamed photos (same size and content hash) and forget deleted ones under the roots.
 
     Returns (moved, removed). A moved photo keeps its id, embeddings and tags, so nothing is re-encoded.
     """
-    states = index.file_states()
+    under = [str(r) for r in roots]
+    states = index.file_states(under)
     present = {error_key(f.path) for f in files}  # the keys errors are recorded under (a photo's own path)
-    stale_errors = [path for path in index.failed_states() if path not in present and _under(path, roots)]
+    stale_errors = [path for path in index.failed_states(under) if path not in present]
     if stale_errors:
         index.remove_paths(stale_errors)
-    gone = [path for path in states if path not in present and _under(path, roots)]
+    gone = [path for path in states if path not in present]
     if not gone:
         return 0, 0
     gone_by_key = {key: path for path, key in index.content_hashes(gone).items() if key[1]}
@@ -119,11 +116,13 @@ def index_paths(
     report = IndexReport()
     files = list(scan(roots))
     report.found = len(files)
-    report.moved, report.removed = _reconcile(index, [r.resolve() for r in roots], files)
+    resolved = [r.resolve() for r in roots]
+    report.moved, report.removed = _reconcile(index, resolved, files)
 
-    states = index.file_states()
-    embedded = index.embedded_ids(model.id)
-    failed = index.failed_states()
+    # Only what lies under these roots is read: a watcher's one new photo costs the same in a 1M library.
+    states = index.file_states([str(r) for r in resolved])
+    embedded = index.vectors.embedded_among(model.id, model.dim, [s.photo_id for s in states.values()])
+    failed = index.failed_states([str(r) for r in resolved])
     todo: list[PhotoFile] = []
     for photo in files:
         state = states.get(photo.path)

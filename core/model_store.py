@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,9 +89,10 @@ class ModelStore:
         except (OSError, json.JSONDecodeError):
             return {}
 
-    def active_id(self) -> str:
-        """The active model: the one chosen with `use`, else the starter, else the first installed."""
-        models = {m.id: m for m in self.list()}
+    def active_id(self, installed: Iterable[str] | None = None) -> str:
+        """The active model: the one chosen with `use`, else the starter, else the first installed (`installed`:
+        the ids a caller already read, to spare reading every package's card again)."""
+        models = set(installed) if installed is not None else {m.id for m in self.list()}
         if not models:
             raise NoModelError(f"no model package is installed. Build the starter model with: {BUILD_STARTER_HINT}")
         chosen = self._read_settings().get("active_model")

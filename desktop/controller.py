@@ -180,13 +180,12 @@ class AppController(QObject):
             if state.similar_to is not None:
                 hits = service.similar(state.similar_to, top=top)
                 return seq, PhotoList("", [h.path for h in hits], [h.score for h in hits], state), 0
-            query = state.core_query()
-            if not query:
+            if not (state.text or state.folder or state.tag):
                 paths, last_id = service.browse()
                 return seq, PhotoList("", paths, None, state), last_id
             if service.active_model_id() is None:
                 return seq, PhotoList(state.text, [], [], state), 0
-            result = service.search(query, top=top, sort=state.sort)
+            result = service.search(state.text, folder=state.folder, tag=state.tag, top=top, sort=state.sort)
             scores = [h.score for h in result.hits] if result.ranked else None
             return seq, PhotoList(state.text, [h.path for h in result.hits], scores, state), 0
 
