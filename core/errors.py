@@ -23,3 +23,7 @@ class LibraryError(PhotoSeekError):
 
 class CheckpointError(PhotoSeekError):
     """A checkpoint file cannot be read, is refused because loading it could run code, or does not fit the model."""
+
+
+class ImportFailed(PhotoSeekError):
+    """Turning a checkpoint into a model package (export, fill or parity check) failed."""

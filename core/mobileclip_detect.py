@@ -153,3 +153,13 @@ def detect(
     raise CheckpointError(
         "not a MobileCLIP checkpoint this version knows. Closest: " + diff_message(state, best.layout, best.name)
     )
+
+
+def resolve_model_name(name: str, known: Sequence[str]) -> str:
+    """Canonical registry name among ``known`` for ``name``; accepts ``MobileCLIP2-S0``, ``mobileclip_s0``,
+    ``mobileclip-b-lt``, ``MobileCLIP-L-14`` and the like. Raises ``KeyError`` listing the known names."""
+    key = name.strip().lower().replace("_", "-").replace("(lt)", "lt").replace(" ", "")
+    key = key.removesuffix(".pt").replace("b-lt", "blt").replace("l-14", "l14")
+    if key not in known:
+        raise KeyError(f"unknown MobileCLIP model {name!r}; known: {', '.join(known)}")
+    return key
