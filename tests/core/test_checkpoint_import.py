@@ -85,12 +85,13 @@ def test_numpy_fusion_gives_the_golden_fused_tensors(tag: str) -> None:
 
 @pytest.mark.slow
 def test_open_clip_form_of_a_v1_model_imports_as_that_model(tmp_path: Path) -> None:
-    checkpoint = save_safetensors(as_openclip(golden_arrays("S1")), tmp_path / "open_clip_model.safetensors")
+    """MobileCLIP-S2 as open_clip's converter writes it has the keys of MobileCLIP2-S2; its zero head bias tells."""
+    checkpoint = save_safetensors(as_openclip(golden_arrays("S2")), tmp_path / "open_clip_model.safetensors")
     result = import_cli(checkpoint, tmp_path / "library")
-    assert result["id"] == "mobileclip-s1"
+    assert result["id"] == "mobileclip-s2"
     assert "zero head bias" in result["detected_by"]
-    ref = golden("S1")
-    image, text = features(tmp_path / "library" / "models" / "mobileclip-s1", ref)
+    ref = golden("S2")
+    image, text = features(tmp_path / "library" / "models" / "mobileclip-s2", ref)
     assert np.abs(image - ref["reparam/image_features_normalized"]).max() <= BOUND
     assert np.abs(text - ref["reparam/text_features_normalized"]).max() <= BOUND
 
