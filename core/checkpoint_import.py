@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -92,9 +91,10 @@ def _preprocess(descriptor: TemplateDescriptor, model: ModelEntry) -> Preprocess
 
 
 def _logit_scale(state: dict[str, np.ndarray], descriptor: TemplateDescriptor) -> float:
-    scale = math.exp(float(np.asarray(state["logit_scale"]).reshape(-1)[0]))
+    # float32 like the model's own exp(logit_scale), so the card's value equals the trainer's
+    scale = np.exp(np.asarray(state["logit_scale"], dtype=np.float32).reshape(-1)[0])
     limit = descriptor.architecture.logit_scale_max
-    return min(scale, limit) if limit is not None else scale
+    return float(min(scale, np.float32(limit)) if limit is not None else scale)
 
 
 def _check_runs(staged: Path, resolution: int) -> dict[str, object]:
