@@ -78,7 +78,7 @@ def _median_load(make: callable) -> float:
 
 def compare_loading(package: Path, tmp: Path, threads: int) -> None:
     import onnx  # dev dependency: only this comparison writes ONNX files
-    from onnx import external_data_helper, numpy_helper
+    from onnx import numpy_helper
 
     graph_file, data_file = package / "image_encoder.onnx", package / "image_encoder.onnx.data"
     external = _median_load(lambda: ort.InferenceSession(str(graph_file), _options(threads)))
@@ -89,9 +89,10 @@ def compare_loading(package: Path, tmp: Path, threads: int) -> None:
 
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     np.savez(tmp / "weights.npz", **weights)
-    for tensor in model.graph.initializer:  # same graph, initializers kept as declarations without data
-        external_data_helper.set_external_data(tensor, "missing.data")
-        tensor.ClearField("raw_data")
+    # Same graph without its initializers: each becomes a graph input of its type and shape, to be injected.
+    for tensor in model.graph.initializer:
+        model.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    del model.graph.initializer[:]
     bare_file = tmp / "bare.onnx"
     onnx.save(model, str(bare_file))
 
