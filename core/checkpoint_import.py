@@ -151,6 +151,17 @@ def write_tokenizer_and_licence(staged: Path, license_text: str) -> None:
     (staged / "LICENSE.txt").write_text(license_text, "utf-8")
 
 
+def _detection_record(rec: Recognised, checkpoint: Checkpoint, notes: list[str]) -> dict[str, object]:
+    """How the file was recognised and read, for the card's provenance (the trainer's import records the same)."""
+    return {
+        "file_layout": rec.detection.file_layout,
+        "detected_by": rec.detection.reason,
+        "same_architecture_as": list(rec.detection.alternatives),
+        "dtypes": sorted(set(checkpoint.source_dtypes.values())),
+        "notes": notes,
+    }
+
+
 def _descriptor_sha256(templates: Path, tag: str) -> str:
     return hashlib.sha256((templates / f"{tag}{DESCRIPTOR_SUFFIX}").read_bytes()).hexdigest()
 
@@ -191,11 +202,7 @@ def import_checkpoint(
     model_id = model_id or rec.model.name
     record = {
         **checkpoint_record(checkpoint_path, None),
-        "file_layout": rec.detection.file_layout,
-        "detected_by": rec.detection.reason,
-        "same_architecture_as": list(rec.detection.alternatives),
-        "dtypes": sorted(set(checkpoint.source_dtypes.values())),
-        "notes": notes,
+        **_detection_record(rec, checkpoint, notes),
         "source_url": source_url,
     }
     staged = staging_dir(install_root, model_id)
