@@ -109,7 +109,7 @@ def _check_runs(staged: Path, resolution: int) -> dict[str, object]:
     return {"runs": "image and text encoders give finite, non-zero features", "captions": list(CHECK_CAPTIONS)}
 
 
-def _card(rec: Recognised, model_id: str, state: dict[str, np.ndarray], provenance: dict[str, object]) -> ModelCard:
+def _card(rec: Recognised, model_id: str, logit_scale: float, provenance: dict[str, object]) -> ModelCard:
     arch, model = rec.descriptor.architecture, rec.model
     image, text = rec.descriptor.image, rec.descriptor.text
     return ModelCard(
@@ -122,7 +122,7 @@ def _card(rec: Recognised, model_id: str, state: dict[str, np.ndarray], provenan
             "image": arch.image,
             "text": arch.text,
             "checkpoint_layout": model.layout,
-            "logit_scale": _logit_scale(state, rec.descriptor),
+            "logit_scale": logit_scale,
             "notes": list(model.notes),
         },
         embedding_dim=arch.embed_dim,
@@ -209,6 +209,8 @@ def import_checkpoint(
     try:
         log("fusing the train-time branches (numpy) into the graph templates")
         write_package(rec, state, staged, templates)
+        logit_scale = _logit_scale(state, rec.descriptor)
+        del state, checkpoint  # the weights are on disk now: free them before onnxruntime loads the package
         provenance: dict[str, object] = {
             "built_by": "python -m core models import",
             "checkpoint": record,
@@ -216,7 +218,7 @@ def import_checkpoint(
             "onnxruntime": ort.__version__,
             "numpy": np.__version__,
         }
-        card = _card(rec, model_id, state, provenance)
+        card = _card(rec, model_id, logit_scale, provenance)
         write_card(staged, card)
         parity = {**_check_runs(staged, arch.resolution), "template_check": dataclasses.asdict(rec.descriptor.check)}
         if library is not None:
