@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from core import models_cli
 from core.encoders import ModelPackage
 from core.errors import NoModelError, PhotoSeekError
 from core.indexer import IndexReport
@@ -76,13 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     command("errors", "files that could not be indexed, with the reason")
     command("stats", "library size, models, tags")
 
-    models = commands.add_parser("models", help="list, choose and verify model packages")
+    models = commands.add_parser("models", help="list, choose, verify, import, download and remove model packages")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     model_commands.add_parser("list", parents=[common], help="installed model packages")
     use = model_commands.add_parser("use", parents=[common], help="make a model the active one (re-index to embed)")
     use.add_argument("model_id", metavar="ID")
     verify = model_commands.add_parser("verify", parents=[common], help="check a package's files against its card")
     verify.add_argument("model_id", metavar="ID")
+    models_cli.register(model_commands, common)
     return parser
 
 
@@ -229,7 +231,10 @@ def _cmd_stats(args: argparse.Namespace, library: Library) -> int:
 
 def _cmd_models(args: argparse.Namespace, library: Library) -> int:
     store = library.store
-    if args.models_command == "list":
+    handled = models_cli.run(args, library)
+    if handled is not None:
+        _emit(args, *handled)
+    elif args.models_command == "list":
         try:
             active = store.active_id()
         except NoModelError:

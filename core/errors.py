@@ -22,4 +22,8 @@ class LibraryError(PhotoSeekError):
 
 
 class CheckpointError(PhotoSeekError):
-    """A checkpoint file cannot be read, or is refused because loading it could run code."""
+    """A checkpoint file cannot be read, is refused because loading it could run code, or does not fit the model."""
+
+
+class ImportFailed(PhotoSeekError):
+    """Turning a checkpoint into a model package (export, fill or parity check) failed."""

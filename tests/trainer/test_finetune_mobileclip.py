@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from skimage import data as skimage_data
 
 from core.encoders import ModelPackage
+from core.kept_checkpoints import keep_checkpoint
 from core.model_card import sha256_file
 from core.model_store import ModelStore
 from core.preprocess import preprocess
@@ -28,7 +29,7 @@ from core.tokenizers.clip_bpe import ClipBpeTokenizer, bundled_vocab_path
 from tests.photo_corpus import materialize
 from trainer.checkpoints import load_checkpoint
 from trainer.cli import main
-from trainer.mobileclip_export import keep_checkpoint, preprocess_spec
+from trainer.mobileclip_export import preprocess_spec
 from trainer.models.clip import create_model
 from trainer.models.golden_fill import build_filled
 from trainer.train.album import read_album, split_album

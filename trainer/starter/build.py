@@ -19,11 +19,11 @@ import torch
 
 from core.image_check import normalize_views
 from core.model_card import EncoderSpec, ImageCheckSpec, ModelCard, PreprocessSpec, TokenizerSpec, ViewSpec
+from core.package_writer import finalize_package, install_package, staging_dir
 from core.tokenizers.wordpiece import WordPieceTokenizer
 from trainer.image_check import check_record, run_image_check, write_image_check
 from trainer.onnx_export import export_onnx, onnx_max_abs_diff
 from trainer.onnx_graph import fold_pads_in_file
-from trainer.package import finalize_package, install_package, staging_dir
 from trainer.starter.conse import ConSEImageEncoder
 from trainer.starter.efficientnet_lite import CROP_FRACTION, INPUT_MEAN, INPUT_STD, load_efficientnet_lite
 from trainer.starter.imagenet_prompts import PROMPT_TEMPLATES, imagenet_class_prompts

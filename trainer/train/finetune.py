@@ -27,8 +27,8 @@ import torch
 from core.encoders import ModelPackage
 from core.errors import ModelPackageError
 from core.model_store import ModelStore
+from core.package_writer import finalize_package, install_package, staging_dir
 from core.tagging import default_vocabulary
-from trainer.package import finalize_package, install_package, staging_dir
 from trainer.train.album import Album, AlbumPhoto, read_album, split_album
 from trainer.train.album_reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
 from trainer.train.album_student import FinetuneError, teacher_scale

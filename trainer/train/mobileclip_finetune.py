@@ -21,10 +21,10 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from core.encoders import ModelPackage
+from core.kept_checkpoints import CHECKPOINT_DIR, checkpoint_record
 from core.model_card import ModelCard, sha256_file
 from trainer.checkpoints import load_checkpoint
-from trainer.download import CHECKPOINT_DIR
-from trainer.mobileclip_export import checkpoint_record, parity_images, write_mobileclip_package
+from trainer.mobileclip_export import parity_images, write_mobileclip_package
 from trainer.models.clip import MODELS, MobileCLIP, create_model
 from trainer.reinforce.augment import apply_params, normalize
 from trainer.reinforce.card import read_card, shard_paths
