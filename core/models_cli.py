@@ -122,7 +122,7 @@ def cmd_remove(args: argparse.Namespace, library: Library) -> dict[str, object]:
             f"'{model.id}' is a {model.location} package ({display(str(model.dir))}), not the library's"
         )
     for role, in_use in (
-        ("the active model", library.store.active_id()),
+        ("the active model", library.active_id()),
         ("serving search", library.serving_model_id()),
     ):
         if model.id == in_use:
@@ -131,6 +131,9 @@ def cmd_remove(args: argparse.Namespace, library: Library) -> dict[str, object]:
     doomed = model.dir.with_name(f".{model.id}.removing-{os.getpid()}")
     os.replace(model.dir, doomed)
     shutil.rmtree(doomed)
+    with library.open_index() as index:
+        index.vectors.drop(model.id)  # its embeddings go with it
+    library.refresh_models()
     return {"removed": model.id, "path": display(str(model.dir))}
 
 

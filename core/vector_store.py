@@ -294,6 +294,21 @@ class VectorStores:
         del old
         self._retire_old_generations(new)
 
+    def drop(self, model_id: str) -> None:
+        """Forget a model's embeddings (its package was removed) and delete its files."""
+        with self.transaction():
+            state = self.state(model_id)
+            if state is None:
+                return
+            self.conn.execute("DELETE FROM vectors WHERE store_id = ?", (state.store_id,))
+            self.conn.execute("DELETE FROM dead_rows WHERE store_id = ?", (state.store_id,))
+            self.conn.execute("DELETE FROM vector_stores WHERE id = ?", (state.store_id,))
+        for path in self.folder.glob(f"{state.store_id}-*"):
+            try:
+                path.unlink()
+            except OSError:
+                pass  # still mapped by a reader on a system that refuses that: an orphan, never read again
+
     def _retire_old_generations(self, state: StoreState) -> None:
         current = {p.name for p in self.files(state)}
         for path in self.folder.glob(f"{state.store_id}-*"):

@@ -203,3 +203,14 @@ def test_similar_leaves_out_the_photo_and_its_twins(filtered_library) -> None:
         engine = SearchEngine(index, model)
     names = _names(engine.similar(Path("/photos/2021/IMG_1.CR2"), top=10))
     assert "IMG_1.JPG" not in names and "IMG_1.CR2" not in names and len(names) == 4
+
+
+def test_dropping_a_model_forgets_its_embeddings_and_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    with PhotoIndex(tmp_path) as index:
+        ids = index.save_batch("kept", [_record(f"/p/{i}.jpg") for i in range(3)], _unit(rng, 3))
+        index.vectors.append("gone", ids, _unit(rng, 3))  # outside a transaction: autocommit, as a test shortcut
+        index.vectors.drop("gone")
+        assert index.vectors.counts() == {"kept": 3} and len(index.vector_snapshot("gone", DIM)) == 0
+        assert index.embedded_ids("gone") == set() and len(index.vector_snapshot("kept", DIM)) == 3
+    assert sorted(p.name for p in (tmp_path / "vectors").iterdir()) == ["1-0.f16", "1-0.ids"]
