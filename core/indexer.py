@@ -94,6 +94,24 @@ def _reconcile(index: PhotoIndex, roots: list[Path], files: list[PhotoFile]) -> 
     return moved, index.remove_paths(gone)
 
 
+def photos_to_index(files: list[PhotoFile], index: PhotoIndex, model_id: str) -> list[PhotoFile]:
+    """The scanned files a run must (re)index for `model_id`: new, changed or not embedded by that model.
+    A file that failed before and has not changed since is not retried on every run."""
+    states = index.file_states()
+    embedded = index.embedded_ids(model_id)
+    failed = index.failed_states()
+    todo: list[PhotoFile] = []
+    for photo in files:
+        state = states.get(photo.path)
+        unchanged = state is not None and (state.size, state.mtime_ns) == (photo.size, photo.mtime_ns)
+        if unchanged and state.photo_id in embedded:
+            continue
+        if state is None and failed.get(error_key(photo.path)) == (photo.size, photo.mtime_ns):
+            continue
+        todo.append(photo)
+    return todo
+
+
 def index_paths(
     roots: Iterable[Path],
     index: PhotoIndex,
@@ -121,20 +139,8 @@ def index_paths(
     report.found = len(files)
     report.moved, report.removed = _reconcile(index, [r.resolve() for r in roots], files)
 
-    states = index.file_states()
-    embedded = index.embedded_ids(model.id)
-    failed = index.failed_states()
-    todo: list[PhotoFile] = []
-    for photo in files:
-        state = states.get(photo.path)
-        unchanged = state is not None and (state.size, state.mtime_ns) == (photo.size, photo.mtime_ns)
-        if unchanged and state.photo_id in embedded:
-            report.unchanged += 1
-        elif state is None and failed.get(error_key(photo.path)) == (photo.size, photo.mtime_ns):
-            report.unchanged += 1  # same broken file as last time: do not retry it on every run
-        else:
-            todo.append(photo)
-
+    todo = photos_to_index(files, index, model.id)
+    report.unchanged = len(files) - len(todo)
     total = len(todo)
     if progress:
         progress(0, total)

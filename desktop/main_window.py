@@ -337,7 +337,7 @@ class MainWindow(QMainWindow):
             has_model=active is not None, trainer_available=snapshot.trainer_available, hint=snapshot.no_model_hint
         )
         self.search_edit.setEnabled(active is not None)
-        self.sidebar.set_folders(snapshot.folders, snapshot.photo_count)
+        self.sidebar.set_folders(snapshot.folders, snapshot.photo_count, self.controller.incomplete)
         self.sidebar.set_tags(snapshot.tags)
         self._update_page()
 
