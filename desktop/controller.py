@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, Signal
 
 from desktop.index_jobs import IndexOutcome, IndexProgress, describe_job, incomplete_folders, run_job
+from desktop.no_model import cannot_build_text
 from desktop.query_state import SORTS, PhotoList, QueryState
 from desktop.thumbnail_loader import ThumbnailLoader
 from desktop.workers import Job, JobContext, JobRunner
@@ -278,10 +279,9 @@ class AppController(QObject):
             self._index_job.cancel()
 
     def _no_model_message(self) -> str:
-        hint = self.snapshot.no_model_hint if self.snapshot else ""
         if self.snapshot is not None and self.snapshot.trainer_available:
             return "No model is installed yet. Build the starter model first (it takes a few minutes)."
-        return f"No model is installed. Build the starter model with:  {hint}"
+        return cannot_build_text(self.library)
 
     def _next_task(self) -> None:
         if self._index_job is not None or self.service is None or not self._queue:

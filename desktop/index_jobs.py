@@ -78,7 +78,7 @@ def run_job(service: LibraryService, kind: str, arg: Any, context: JobContext) -
         IncompleteFolders(service.library).finish([arg])
         return report
     if kind == "starter":
-        service.build_starter()
+        _build_starter(service)
         return None
     marks = IncompleteFolders(service.library)
     folders = _folders_of(service, kind, arg)
@@ -118,3 +118,14 @@ def incomplete_folders(service: LibraryService) -> list[IncompleteFolder]:
     marks = IncompleteFolders(service.library)
     model_id = service.active_model_id()
     return marks.count_missing(model_id) if model_id is not None else marks.read()
+
+
+def _build_starter(service: LibraryService) -> None:
+    """Build the starter model; a failure says why in plain words and what the user can do instead."""
+    from core.errors import PhotoSeekError, StarterBuildError
+    from desktop.no_model import build_failed_text
+
+    try:
+        service.build_starter()
+    except StarterBuildError as exc:
+        raise PhotoSeekError(build_failed_text(service.library, exc.reason)) from exc
