@@ -100,7 +100,8 @@ class IncompleteFolders:
         return {k: v for k, v in folders.items() if isinstance(v, dict)} if isinstance(folders, dict) else {}
 
     def _write(self, marks: dict[str, dict]) -> None:
-        if not marks and not self.path.exists():
+        if not marks:  # nothing left unfinished: no file
+            self.path.unlink(missing_ok=True)
             return
         self.library.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"{MARKS_FILE}.tmp{os.getpid()}")

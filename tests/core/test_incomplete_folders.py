@@ -29,6 +29,8 @@ def test_a_stopped_run_is_listed_until_a_run_finishes_it(tmp_path: Path) -> None
     marks.finish(["/photos/a"])
     assert [folder.path for folder in marks.read()] == ["/photos/b"]
     assert json.loads((tmp_path / MARKS_FILE).read_text())["folders"].keys() == {"/photos/b"}
+    marks.finish(["/photos/b"])
+    assert not (tmp_path / MARKS_FILE).exists()  # nothing unfinished, no file
 
 
 def test_a_mark_left_by_a_process_that_died_counts_as_incomplete_with_the_photos_left(tmp_path: Path) -> None:

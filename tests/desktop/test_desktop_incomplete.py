@@ -56,7 +56,7 @@ def test_a_cancelled_folder_shows_what_is_left_until_reopening_finishes_it(
     assert folder_rows(window) == [f"photos (incomplete, {left} left)"]  # still, while the catch-up runs
     wait_until_finished(qtbot, window)
     qtbot.waitUntil(lambda: folder_rows(window) == ["photos"], timeout=WAIT_MS)
-    assert IncompleteFolders(library).read() == []
+    assert IncompleteFolders(library).read() == [] and not (library / "incomplete.json").exists()
     with PhotoIndex(library) as index:
         assert index.photo_count() == 3 * corpus_size()
 
