@@ -77,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _desktop_entry(*, install: bool) -> int:
     from desktop.desktop_entry import install_desktop_entry, remove_desktop_entry
 
+    if sys.platform in ("win32", "darwin"):
+        print("photoseek: menu entries are for Linux desktops; the packaged app is PhotoSeek.app / PhotoSeek.exe")
+        return 2
     try:
         if install:
             entry = install_desktop_entry()
