@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from core.pathtext import display
 
-_NONE: Mapping[str, object] = {}
+NO_INCOMPLETE: Mapping[str, object] = {}  # set_folders without incomplete folders (a shared empty default)
 ValueRole = Qt.UserRole + 1  # an item's row in CountList._values (its folder path or tag; "" for "All Photos")
 
 
@@ -195,7 +195,9 @@ class Sidebar(QWidget):
 
     # --- content -------------------------------------------------------------------------------
 
-    def set_folders(self, folders: Sequence[object], total: int, incomplete: Mapping[str, object] = _NONE) -> None:
+    def set_folders(
+        self, folders: Sequence[object], total: int, incomplete: Mapping[str, object] = NO_INCOMPLETE
+    ) -> None:
         """Show "All Photos" and each folder (objects with path, photo_count, exists) with its count; a folder in
         `incomplete` (core IncompleteFolder by path) says that its indexing did not finish and what is left."""
         self.folders.clear()
