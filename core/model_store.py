@@ -145,7 +145,8 @@ def build_starter(library: Path) -> None:
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace") as child:
         for line in child.stderr:
-            sys.stderr.write(line)
+            if sys.stderr is not None:  # None in a GUI process without a console (pythonw on Windows)
+                sys.stderr.write(line)
             if line.strip():
                 tail.append(line.strip())
     if child.returncode != 0:
