@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +91,28 @@ def _reconcile(index: PhotoIndex, roots: list[Path], files: list[PhotoFile]) -> 
     return moved, index.remove_paths(gone)
 
 
+def photos_to_index(
+    files: list[PhotoFile], index: PhotoIndex, model_id: str, dim: int | None, roots: Sequence[Path]
+) -> list[PhotoFile]:
+    """The files scanned under `roots` that a run must (re)index for `model_id`: new, changed or not embedded by
+    that model (with `dim`-wide rows). A file that failed before and has not changed since is not retried on
+    every run. Only what lies under the roots is read: a watcher's one new photo costs the same in a 1M library."""
+    under = [str(root) for root in roots]
+    states = index.file_states(under)
+    embedded = index.vectors.embedded_among(model_id, dim, [state.photo_id for state in states.values()])
+    failed = index.failed_states(under)
+    todo: list[PhotoFile] = []
+    for photo in files:
+        state = states.get(photo.path)
+        unchanged = state is not None and (state.size, state.mtime_ns) == (photo.size, photo.mtime_ns)
+        if unchanged and state.photo_id in embedded:
+            continue
+        if state is None and failed.get(error_key(photo.path)) == (photo.size, photo.mtime_ns):
+            continue
+        todo.append(photo)
+    return todo
+
+
 def index_paths(
     roots: Iterable[Path],
     index: PhotoIndex,
@@ -119,21 +141,8 @@ def index_paths(
     resolved = [r.resolve() for r in roots]
     report.moved, report.removed = _reconcile(index, resolved, files)
 
-    # Only what lies under these roots is read: a watcher's one new photo costs the same in a 1M library.
-    states = index.file_states([str(r) for r in resolved])
-    embedded = index.vectors.embedded_among(model.id, model.dim, [s.photo_id for s in states.values()])
-    failed = index.failed_states([str(r) for r in resolved])
-    todo: list[PhotoFile] = []
-    for photo in files:
-        state = states.get(photo.path)
-        unchanged = state is not None and (state.size, state.mtime_ns) == (photo.size, photo.mtime_ns)
-        if unchanged and state.photo_id in embedded:
-            report.unchanged += 1
-        elif state is None and failed.get(error_key(photo.path)) == (photo.size, photo.mtime_ns):
-            report.unchanged += 1  # same broken file as last time: do not retry it on every run
-        else:
-            todo.append(photo)
-
+    todo = photos_to_index(files, index, model.id, model.dim, resolved)
+    report.unchanged = len(files) - len(todo)
     total = len(todo)
     if progress:
         progress(0, total)

@@ -119,12 +119,12 @@ class VectorStores:
             return 0
         return self.conn.execute("SELECT COUNT(*) FROM vectors WHERE store_id = ?", (state.store_id,)).fetchone()[0]
 
-    def embedded_among(self, model_id: str, dim: int, photo_ids: Sequence[int]) -> set[int]:
-        """Which of these photos have a committed embedding from this model (rows `dim` wide)."""
+    def embedded_among(self, model_id: str, dim: int | None, photo_ids: Sequence[int]) -> set[int]:
+        """Which of these photos have a committed embedding from this model (with rows `dim` wide, when given)."""
         if len(photo_ids) > 50_000:  # most of the library: one scan beats many lookups
             return self.embedded_ids(model_id, dim) & set(photo_ids)
         state = self.state(model_id)
-        if state is None or state.dim != dim:
+        if state is None or (dim is not None and state.dim != dim):
             return set()
         found: set[int] = set()
         for start in range(0, len(photo_ids), 500):

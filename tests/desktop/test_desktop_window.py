@@ -161,20 +161,24 @@ def test_settings_and_geometry_persist(qtbot, make_window, library: Path, settin
     assert again.grid_model.thumb_size == size != 160
 
 
-def test_without_a_model_the_window_says_what_to_run(
+def test_without_a_model_or_a_trainer_the_window_says_why_and_what_to_do(
     qtbot, make_window, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr("desktop.library_service.trainer_available", lambda: False)
+    monkeypatch.setattr("desktop.library_service.trainer_available", lambda: False)  # as in the packaged app
     window = make_window(tmp_path / "bare-library")
     notice = window.empty.model_notice
-    assert notice.isVisibleTo(window) and "python -m trainer build-starter" in notice.text()
+    models = str(tmp_path / "bare-library" / "models")
+    assert notice.isVisibleTo(window) and "cannot build one" in notice.text()
+    assert "reinstall PhotoSeek" in notice.text() and models in notice.text()
+    assert "python" not in notice.text() and "pip" not in notice.text()  # nothing to type in a terminal
     assert not window.empty.build_button.isVisibleTo(window)
     assert window.model_label.text() == "Model: none installed" and not window.search_edit.isEnabled()
 
     photos = photo_folder(tmp_path / "photos")
     drop_paths(window, [photos])
-    assert window.message_bar.isVisibleTo(window) and "build-starter" in window.message_bar.text.text()
+    message = window.message_bar.text.text()
+    assert window.message_bar.isVisibleTo(window) and "cannot build one" in message and "python" not in message
     assert not window.controller.indexing
 
 
