@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from core import models_cli
 from core.encoders import ModelPackage
 from core.errors import NoModelError, PhotoSeekError
 from core.indexer import IndexReport
@@ -28,8 +29,7 @@ from core.model_card import verify_files
 from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
 from core.paths import LIBRARY_ENV
 from core.pathtext import display
-from core.search import SORTS, SearchHit
-from core.tagging import Tagger
+from core.search import SORTS, SearchHit, SearchRequest
 from core.xmp import SIDECAR_STYLES
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_MODEL = 1, 2, 3
@@ -77,13 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     command("errors", "files that could not be indexed, with the reason")
     command("stats", "library size, models, tags")
 
-    models = commands.add_parser("models", help="list, choose and verify model packages")
+    models = commands.add_parser("models", help="list, choose, verify, import, download and remove model packages")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     model_commands.add_parser("list", parents=[common], help="installed model packages")
     use = model_commands.add_parser("use", parents=[common], help="make a model the active one (re-index to embed)")
     use.add_argument("model_id", metavar="ID")
     verify = model_commands.add_parser("verify", parents=[common], help="check a package's files against its card")
     verify.add_argument("model_id", metavar="ID")
+    models_cli.register(model_commands, common)
     return parser
 
 
@@ -105,12 +106,13 @@ def _report_data(report: IndexReport) -> dict[str, object]:
 def _ensure_model(library: Library) -> None:
     """Build the starter first when nothing is installed and the trainer can (else NoModelError says what to run)."""
     try:
-        library.store.active_id()
+        library.active_id()
     except NoModelError:
         if not trainer_available():
             raise
         print("No model installed yet: building the starter model once (a few minutes)…", file=sys.stderr)
         build_starter(library.path)
+        library.refresh_models()
 
 
 def _cmd_index(args: argparse.Namespace, library: Library) -> int:
@@ -129,7 +131,7 @@ def _cmd_index(args: argparse.Namespace, library: Library) -> int:
         f"{report.failed} unreadable, {report.removed} removed ({report.seconds:.1f} s, {rate:.1f} photos/s)"
     )
     text += "".join(f"\n  skipped {display(path)}: {display(reason)}" for path, reason in report.failures)
-    _emit(args, {**_report_data(report), "model": library.store.active_id()}, text)
+    _emit(args, {**_report_data(report), "model": library.active_id()}, text)
     return 0
 
 
@@ -147,26 +149,19 @@ def _print_hits(args: argparse.Namespace, hits: list[SearchHit], empty_library: 
 
 def _cmd_search(args: argparse.Namespace, library: Library) -> int:
     _ensure_model(library)
-    engine = library.search_engine()
-    hits = engine.search(args.query, top=args.top, min_score=args.min_score, sort=args.sort)
-    return _print_hits(args, hits, not len(engine))
+    request = SearchRequest(args.query, top=args.top, min_score=args.min_score, sort=args.sort)
+    hits = library.search(request).hits
+    return _print_hits(args, hits, not len(library.search_engine()))
 
 
 def _cmd_similar(args: argparse.Namespace, library: Library) -> int:
     _ensure_model(library)
-    engine = library.search_engine()
-    return _print_hits(args, engine.similar(args.path, top=args.top, min_score=args.min_score), not len(engine))
+    hits = library.similar(args.path, top=args.top, min_score=args.min_score)
+    return _print_hits(args, hits, not len(library.search_engine()))
 
 
 def _cmd_tags(args: argparse.Namespace, library: Library) -> int:
-    path = str(args.path.expanduser().resolve())
-    with library.open_index() as index:
-        tagger = Tagger(index)
-        for tag in args.add:
-            tagger.set_user_tag(path, tag)
-        for tag in args.remove:
-            tagger.remove_tag(path, tag)
-        tags = tagger.tags_of(path)
+    tags = library.edit_tags(str(args.path.expanduser().resolve()), add=args.add, remove=args.remove)
     text = "\n".join(
         f"{t.tag:<24} {'' if t.score is None else f'{t.score:.3f}':>6}  {t.source} ({t.state})" for t in tags
     )
@@ -175,19 +170,18 @@ def _cmd_tags(args: argparse.Namespace, library: Library) -> int:
 
 
 def _cmd_vocab(args: argparse.Namespace, library: Library) -> int:
-    with library.open_index() as index:
-        tagger = Tagger(index)
-        if args.action == "add":
-            added = [tagger.add_to_vocabulary(t) for t in args.tags]
-            _emit(args, {"added": added}, f"added: {', '.join(added)}")
-        elif args.action == "remove":
-            unknown = [t for t in args.tags if not tagger.remove_from_vocabulary(t)]
-            if unknown:
-                print(f"not in the vocabulary: {', '.join(unknown)}", file=sys.stderr)
-            _emit(args, {"removed": [t for t in args.tags if t not in unknown]}, "done")
-        else:
-            tags = tagger.vocabulary()
-            _emit(args, tags, "\n".join(tags))
+    if args.action == "add":
+        added, _ = library.edit_vocabulary(add=args.tags)
+        _emit(args, {"added": added}, f"added: {', '.join(added)}")
+    elif args.action == "remove":
+        _, removed = library.edit_vocabulary(remove=args.tags)
+        unknown = [t for t in args.tags if t not in removed]
+        if unknown:
+            print(f"not in the vocabulary: {', '.join(unknown)}", file=sys.stderr)
+        _emit(args, {"removed": removed}, "done")
+    else:
+        tags = library.vocabulary()
+        _emit(args, tags, "\n".join(tags))
     return 0
 
 
@@ -223,34 +217,24 @@ def _cmd_watch(args: argparse.Namespace, library: Library) -> int:
 
 
 def _cmd_errors(args: argparse.Namespace, library: Library) -> int:
-    with library.open_index() as index:
-        errors = [(display(path), display(reason)) for path, reason in index.errors()]
+    errors = [(display(path), display(reason)) for path, reason in library.errors()]
     _emit(args, [{"path": p, "reason": r} for p, r in errors], "\n".join(f"{p}: {r}" for p, r in errors))
     return 0
 
 
 def _cmd_stats(args: argparse.Namespace, library: Library) -> int:
-    with library.open_index() as index:
-        stats = {
-            "library": display(str(library.path)),
-            "photos": index.photo_count(),
-            "folders": [display(f) for f in index.folders()],
-            "embeddings": dict(index.conn.execute("SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id")),
-            "tags": len(Tagger(index).tag_counts()),
-            "errors": len(index.errors()),
-        }
-    try:
-        stats["active_model"] = library.store.active_id()
-        stats["serving_model"] = library.serving_model_id()
-    except NoModelError:
-        stats["active_model"] = stats["serving_model"] = None
+    stats = asdict(library.stats())
+    stats["library"], stats["folders"] = display(stats["library"]), [display(f) for f in stats["folders"]]
     _emit(args, stats, "\n".join(f"{k}: {v}" for k, v in stats.items()))
     return 0
 
 
 def _cmd_models(args: argparse.Namespace, library: Library) -> int:
     store = library.store
-    if args.models_command == "list":
+    handled = models_cli.run(args, library)
+    if handled is not None:
+        _emit(args, *handled)
+    elif args.models_command == "list":
         try:
             active = store.active_id()
         except NoModelError:

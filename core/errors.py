@@ -13,6 +13,14 @@ class NoModelError(PhotoSeekError):
     """No model package is installed where the model store looks."""
 
 
+class StarterBuildError(NoModelError):
+    """The starter model could not be built; `reason` says why in a few words (for an app's own message)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class ImageDecodeError(PhotoSeekError):
     """An image file could not be read as a picture."""
 
@@ -22,4 +30,8 @@ class LibraryError(PhotoSeekError):
 
 
 class CheckpointError(PhotoSeekError):
-    """A checkpoint file cannot be read, or is refused because loading it could run code."""
+    """A checkpoint file cannot be read, is refused because loading it could run code, or does not fit the model."""
+
+
+class ImportFailed(PhotoSeekError):
+    """Turning a checkpoint into a model package (export, fill or parity check) failed."""

@@ -20,7 +20,8 @@ import numpy as np
 
 from core.errors import LibraryError
 from core.metadata import PhotoMeta
-from core.pathtext import display, error_key, from_db, to_db
+from core.pathtext import UnstorablePathError, display, error_key, from_db, path_range, to_db
+from core.vector_store import VectorSnapshot, VectorStores
 
 DB_FILE = "index.sqlite3"
 
@@ -86,7 +87,49 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (model_id, tag)
     ) WITHOUT ROWID;
     """,
+    # 3: embeddings move out of SQLite into memory-mapped stores (core.vector_store); the old BLOBs are converted
+    # by `VectorStores.convert_legacy` when the index opens, then their table is dropped. Dates and cameras get
+    # indexes, so date and camera filters and browsing newest first need no scan of every photo.
+    """
+    ALTER TABLE embeddings RENAME TO legacy_embeddings;
+    DROP INDEX embeddings_by_model;
+    CREATE TABLE vector_stores (
+        id INTEGER PRIMARY KEY,
+        model_id TEXT NOT NULL UNIQUE,
+        generation INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        dim INTEGER NOT NULL
+    );
+    CREATE TABLE vectors (
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        store_id INTEGER NOT NULL,
+        row INTEGER NOT NULL,
+        PRIMARY KEY (photo_id, store_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE dead_rows (
+        store_id INTEGER NOT NULL,
+        row INTEGER NOT NULL,
+        PRIMARY KEY (store_id, row)
+    ) WITHOUT ROWID;
+    CREATE INDEX photos_by_date ON photos(COALESCE(taken_at, mtime_ns / 1e9));
+    CREATE INDEX photos_by_camera ON photos(camera);
+    CREATE TRIGGER vectors_dead AFTER DELETE ON vectors BEGIN
+        INSERT OR IGNORE INTO dead_rows(store_id, row) VALUES (old.store_id, old.row);
+    END;
+    """,
 )
+
+
+def _statements(script: str) -> list[str]:
+    """A migration script's statements (a trigger body holds semicolons of its own)."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending)
+            pending = ""
+    return statements
 
 
 @dataclass(frozen=True)
@@ -98,6 +141,22 @@ class PhotoRecord:
     mtime_ns: int
     content_hash: str
     meta: PhotoMeta
+
+
+@dataclass(frozen=True)
+class IndexedPhoto:
+    """One photo as the index holds it."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    width: int | None
+    height: int | None
+    taken_at: float | None
+    camera: str | None
+    gps_lat: float | None
+    gps_lon: float | None
 
 
 @dataclass(frozen=True)
@@ -129,6 +188,21 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+def _under_roots(roots: Sequence[str] | None) -> tuple[str, list[str]]:
+    """A WHERE clause for paths at or under any of `roots` (range scans on the path index); None: every path."""
+    if roots is None:
+        return "1", []
+    clauses, params = [], []
+    for root in roots:
+        try:
+            low, high = path_range(root)
+            params.extend([to_db(root), low, high])
+        except UnstorablePathError:
+            continue  # nothing under a folder whose name the index refuses was ever stored
+        clauses.append("(path = ? OR (path >= ? AND path < ?))")
+    return " OR ".join(clauses) or "0", params
+
+
 class PhotoIndex:
     """Open (creating or migrating as needed) the index database of a library folder."""
 
@@ -141,6 +215,8 @@ class PhotoIndex:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self.vectors = VectorStores(self.conn, self.library, self.transaction)
+            self.vectors.convert_legacy()
         except (OSError, sqlite3.Error) as exc:
             raise LibraryError(f"cannot open the photo index in {self.library}: {exc}") from exc
 
@@ -158,9 +234,8 @@ class PhotoIndex:
                     f"the index in {self.library} was written by a newer PhotoSeek (schema {version}); upgrade PhotoSeek"
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                for statement in _statements(script):
+                    self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version = {number}")
             self.conn.execute("COMMIT")
         except BaseException:
@@ -178,14 +253,15 @@ class PhotoIndex:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def file_states(self) -> dict[str, FileState]:
-        """Every indexed path with its id, size and mtime."""
-        rows = self.conn.execute("SELECT path, id, size, mtime_ns FROM photos")
+    def file_states(self, roots: Sequence[str] | None = None) -> dict[str, FileState]:
+        """Indexed paths (all, or those at or under `roots`) with their id, size and mtime."""
+        where, params = _under_roots(roots)
+        rows = self.conn.execute(f"SELECT path, id, size, mtime_ns FROM photos WHERE {where}", params)
         return {from_db(path): FileState(pid, size, mtime) for path, pid, size, mtime in rows}
 
-    def embedded_ids(self, model_id: str) -> set[int]:
-        """Ids of the photos that already have an embedding from this model."""
-        return {row[0] for row in self.conn.execute("SELECT photo_id FROM embeddings WHERE model_id = ?", (model_id,))}
+    def embedded_ids(self, model_id: str, dim: int | None = None) -> set[int]:
+        """Ids of the photos that already have an embedding from this model (of width `dim`, when given)."""
+        return self.vectors.embedded_ids(model_id, dim)
 
     def photos_after(self, after_id: int = 0) -> list[tuple[int, str]]:
         """(id, path) of photos added after `after_id`, in id order (for views that grow while indexing)."""
@@ -195,35 +271,27 @@ class PhotoIndex:
     def photo_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
 
-    def load_embeddings(self, model_id: str, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """All embeddings of one model: float32 [N, dim] matrix, photo ids [N] and paths, in id order."""
-        rows = self.conn.execute(
-            "SELECT p.id, p.path, e.vector FROM embeddings e JOIN photos p ON p.id = e.photo_id "
-            "WHERE e.model_id = ? ORDER BY p.id",
-            (model_id,),
-        ).fetchall()
-        blob = b"".join(r[2] for r in rows)
-        if len(blob) != len(rows) * dim * 4:
-            raise LibraryError(f"embeddings of model '{model_id}' do not all have {dim} values: re-index the library")
-        matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), dim).copy()
-        return matrix, np.array([r[0] for r in rows], dtype=np.int64), [from_db(r[1]) for r in rows]
+    def vector_snapshot(self, model_id: str, dim: int) -> VectorSnapshot:
+        """One model's committed embeddings, memory-mapped, with their photo ids in row order."""
+        return self.vectors.snapshot(model_id, dim)
 
-    def photo_facts(self, ids: Iterable[int]) -> list[tuple[float, str | None]]:
-        """(date, camera) per photo id, in the given order; the date is when it was taken, else its mtime."""
-        facts = {
-            pid: (taken if taken is not None else mtime_ns / 1e9, camera)
-            for pid, taken, mtime_ns, camera in self.conn.execute("SELECT id, taken_at, mtime_ns, camera FROM photos")
-        }
-        return [facts[i] for i in ids]
+    def paths_of(self, ids: Iterable[int]) -> list[str]:
+        """The paths of photos by id, in the given order."""
+        ids = [int(i) for i in ids]
+        found: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            query = f"SELECT id, path FROM photos WHERE id IN ({','.join('?' * len(part))})"
+            found.update((pid, from_db(path)) for pid, path in self.conn.execute(query, part))
+        return [found[i] for i in ids]
 
-    def photo_info(self, path: str) -> dict[str, object] | None:
-        """Everything the index knows about one photo (for the photo view and `tags`), or None."""
-        self.conn.row_factory = sqlite3.Row
-        try:
-            row = self.conn.execute("SELECT * FROM photos WHERE path = ?", (to_db(path),)).fetchone()
-        finally:
-            self.conn.row_factory = None
-        return None if row is None else {**dict(row), "path": from_db(row["path"])}
+    def photo_info(self, path: str) -> IndexedPhoto | None:
+        """What the index knows about one photo (for the photo view), or None."""
+        row = self.conn.execute(
+            "SELECT id, size, mtime_ns, width, height, taken_at, camera, gps_lat, gps_lon FROM photos WHERE path = ?",
+            (to_db(path),),
+        ).fetchone()
+        return None if row is None else IndexedPhoto(row[0], path, *row[1:])
 
     def photo_id(self, path: str) -> int | None:
         """The id of an indexed photo, or None."""
@@ -253,13 +321,12 @@ class PhotoIndex:
             self.conn.execute("DELETE FROM scan_errors WHERE substr(path, 1, ?) = ?", (len(prefix), prefix))
         return removed
 
-    def failed_states(self) -> dict[str, tuple[int | None, int | None]]:
-        """(size, mtime_ns) of each file that failed, by `pathtext.error_key`, to avoid retrying an unchanged
-        broken file."""
-        return {
-            from_db(path): (size, mtime)
-            for path, size, mtime in self.conn.execute("SELECT path, size, mtime_ns FROM scan_errors")
-        }
+    def failed_states(self, roots: Sequence[str] | None = None) -> dict[str, tuple[int | None, int | None]]:
+        """(size, mtime_ns) of each file that failed (all, or at or under `roots`), by `pathtext.error_key`, to
+        avoid retrying an unchanged broken file."""
+        where, params = _under_roots(roots)
+        rows = self.conn.execute(f"SELECT path, size, mtime_ns FROM scan_errors WHERE {where}", params)
+        return {from_db(path): (size, mtime) for path, size, mtime in rows}
 
     def errors(self) -> list[tuple[str, str]]:
         """(path, reason) of every file that could not be indexed, by path (`pathtext.error_key` of the file)."""
@@ -281,15 +348,17 @@ class PhotoIndex:
         Every photo path must be one `pathtext.to_db` accepts; a failure is recorded under its `error_key`."""
         now = time.time()
         ids = []
+        if len(photos) != len(vectors):
+            raise ValueError(f"{len(photos)} photos but {len(vectors)} embeddings")
         with self.transaction():
-            for photo, vector in zip(photos, vectors, strict=True):
+            for photo in photos:
                 # A changed file invalidates what other models made of its old content.
                 key = to_db(photo.path)
                 old = self.conn.execute(
                     "SELECT id FROM photos WHERE path = ? AND content_hash IS NOT ?", (key, photo.content_hash)
                 ).fetchone()
                 if old is not None:
-                    self.conn.execute("DELETE FROM embeddings WHERE photo_id = ?", old)
+                    self.conn.execute("DELETE FROM vectors WHERE photo_id = ?", old)
                     self.conn.execute("DELETE FROM tags WHERE photo_id = ? AND source != 'user'", old)
                 meta = photo.meta
                 photo_id = self.conn.execute(
@@ -313,12 +382,9 @@ class PhotoIndex:
                         meta.gps_lon,
                     ),
                 ).fetchone()[0]
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO embeddings(photo_id, model_id, vector) VALUES (?, ?, ?)",
-                    (photo_id, model_id, np.ascontiguousarray(vector, dtype=np.float32).tobytes()),
-                )
                 self.conn.execute("DELETE FROM scan_errors WHERE path = ?", (key,))
                 ids.append(photo_id)
+            self.vectors.append(model_id, ids, vectors)
             for path, reason, size, mtime_ns in failures:
                 self.conn.execute(
                     "INSERT OR REPLACE INTO scan_errors(path, reason, size, mtime_ns, at) VALUES (?, ?, ?, ?, ?)",

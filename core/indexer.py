@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,21 +59,18 @@ def _decode(
     return PhotoRecord(photo.path, photo.size, photo.mtime_ns, digest, meta), model.preprocess(image)
 
 
-def _under(path: str, roots: list[Path]) -> bool:
-    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
-
-
 def _reconcile(index: PhotoIndex, roots: list[Path], files: list[PhotoFile]) -> tuple[int, int]:
     """Follow moved/renamed photos (same size and content hash) and forget deleted ones under the roots.
 
     Returns (moved, removed). A moved photo keeps its id, embeddings and tags, so nothing is re-encoded.
     """
-    states = index.file_states()
+    under = [str(r) for r in roots]
+    states = index.file_states(under)
     present = {error_key(f.path) for f in files}  # the keys errors are recorded under (a photo's own path)
-    stale_errors = [path for path in index.failed_states() if path not in present and _under(path, roots)]
+    stale_errors = [path for path in index.failed_states(under) if path not in present]
     if stale_errors:
         index.remove_paths(stale_errors)
-    gone = [path for path in states if path not in present and _under(path, roots)]
+    gone = [path for path in states if path not in present]
     if not gone:
         return 0, 0
     gone_by_key = {key: path for path, key in index.content_hashes(gone).items() if key[1]}
@@ -92,6 +89,28 @@ def _reconcile(index: PhotoIndex, roots: list[Path], files: list[PhotoFile]) -> 
             gone.remove(old_path)
             moved += 1
     return moved, index.remove_paths(gone)
+
+
+def photos_to_index(
+    files: list[PhotoFile], index: PhotoIndex, model_id: str, dim: int | None, roots: Sequence[Path]
+) -> list[PhotoFile]:
+    """The files scanned under `roots` that a run must (re)index for `model_id`: new, changed or not embedded by
+    that model (with `dim`-wide rows). A file that failed before and has not changed since is not retried on
+    every run. Only what lies under the roots is read: a watcher's one new photo costs the same in a 1M library."""
+    under = [str(root) for root in roots]
+    states = index.file_states(under)
+    embedded = index.vectors.embedded_among(model_id, dim, [state.photo_id for state in states.values()])
+    failed = index.failed_states(under)
+    todo: list[PhotoFile] = []
+    for photo in files:
+        state = states.get(photo.path)
+        unchanged = state is not None and (state.size, state.mtime_ns) == (photo.size, photo.mtime_ns)
+        if unchanged and state.photo_id in embedded:
+            continue
+        if state is None and failed.get(error_key(photo.path)) == (photo.size, photo.mtime_ns):
+            continue
+        todo.append(photo)
+    return todo
 
 
 def index_paths(
@@ -119,22 +138,11 @@ def index_paths(
     report = IndexReport()
     files = list(scan(roots))
     report.found = len(files)
-    report.moved, report.removed = _reconcile(index, [r.resolve() for r in roots], files)
+    resolved = [r.resolve() for r in roots]
+    report.moved, report.removed = _reconcile(index, resolved, files)
 
-    states = index.file_states()
-    embedded = index.embedded_ids(model.id)
-    failed = index.failed_states()
-    todo: list[PhotoFile] = []
-    for photo in files:
-        state = states.get(photo.path)
-        unchanged = state is not None and (state.size, state.mtime_ns) == (photo.size, photo.mtime_ns)
-        if unchanged and state.photo_id in embedded:
-            report.unchanged += 1
-        elif state is None and failed.get(error_key(photo.path)) == (photo.size, photo.mtime_ns):
-            report.unchanged += 1  # same broken file as last time: do not retry it on every run
-        else:
-            todo.append(photo)
-
+    todo = photos_to_index(files, index, model.id, model.dim, resolved)
+    report.unchanged = len(files) - len(todo)
     total = len(todo)
     if progress:
         progress(0, total)

@@ -1,4 +1,5 @@
-"""The photo library as the CLI and the desktop app use it: folders, indexing with tagging, search.
+"""The photo library as the CLI and the desktop app use it: the one door into core. Folders, indexing with
+tagging, search, tags, vocabulary, browsing, errors and stats; callers get dataclasses, never SQL or handles.
 
 Model switching: `use` makes a model *active* at once; indexing then embeds what that model lacks. Search
 keeps answering from the *serving* model (the last one that covered the whole library) until the active
@@ -9,23 +10,47 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from core.encoders import ModelPackage
 from core.errors import NoModelError, PhotoSeekError
-from core.index_db import PhotoIndex
+from core.index_db import IndexedPhoto, PhotoIndex
+from core.index_queries import newest_first, photos_under
 from core.indexer import IndexReport, ProgressCallback, index_paths
 from core.model_store import ModelStore
 from core.paths import library_dir
-from core.search import SearchEngine
-from core.tagging import Tagger
+from core.search import SearchEngine, SearchHit, SearchRequest, SearchResult
+from core.tagging import PhotoTag, Tagger
 from core.thumbnails import ThumbnailCache
 from core.watcher import FolderWatcher
 from core.xmp import write_tags
 
 SERVING_KEY = "serving_model"
+
+
+@dataclass(frozen=True)
+class FolderCount:
+    """A library folder and how many indexed photos lie under it."""
+
+    path: str
+    photos: int
+
+
+@dataclass(frozen=True)
+class LibraryStats:
+    """What `stats` reports: sizes, folders, embeddings per model, models in use."""
+
+    library: str
+    photos: int
+    folders: list[str]
+    embeddings: dict[str, int]
+    tags: int
+    errors: int
+    active_model: str | None = None
+    serving_model: str | None = None
 
 
 class Library:
@@ -38,6 +63,8 @@ class Library:
         self.threads = threads
         self.store = ModelStore(self.path)
         self._models: dict[str, ModelPackage] = {}
+        self._installed: set[str] | None = None  # model ids, read once (use() and refresh_models() re-read them)
+        self._engine: tuple[tuple[object, ...], SearchEngine] | None = None
         self._lock = threading.Lock()
 
     def open_index(self) -> PhotoIndex:
@@ -45,18 +72,32 @@ class Library:
 
     def model(self, model_id: str | None = None) -> ModelPackage:
         """A loaded, verified model package (the active one by default), kept for reuse."""
-        model_id = model_id or self.store.active_id()
+        model_id = model_id or self.active_id()
         with self._lock:
             if model_id not in self._models:
                 self._models[model_id] = self.store.load(model_id, threads=self.threads)
             return self._models[model_id]
 
+    def installed_model_ids(self) -> set[str]:
+        with self._lock:
+            if self._installed is None:
+                self._installed = {m.id for m in self.store.list()}
+            return set(self._installed)
+
+    def active_id(self) -> str:
+        """The active model's id (NoModelError when none is installed)."""
+        return self.store.active_id(self.installed_model_ids())
+
+    def refresh_models(self) -> None:
+        """Read the installed model packages again (after one was installed or removed)."""
+        with self._lock:
+            self._installed = None
+
     def serving_model_id(self) -> str:
         """The model search answers from: the active one once it covers the library, else the previous one."""
-        active = self.store.active_id()
+        active = self.active_id()
         serving = self.store.read_setting(SERVING_KEY)
-        installed = {m.id for m in self.store.list()}
-        if serving in installed and serving != active and not self._complete(active):
+        if serving in self.installed_model_ids() and serving != active and not self._complete(active):
             return serving
         return active
 
@@ -69,10 +110,11 @@ class Library:
         if current is not None and current != model_id and self._complete(current):
             self.store.write_setting(SERVING_KEY, current)
         self.store.set_active(model_id)
+        self.refresh_models()
 
     def _complete(self, model_id: str) -> bool:
         with self.open_index() as index:
-            return len(index.embedded_ids(model_id)) >= index.photo_count()
+            return index.vectors.count(model_id, self.store.find(model_id).card.embedding_dim) >= index.photo_count()
 
     def index(
         self,
@@ -105,14 +147,113 @@ class Library:
                 on_batch=tag_batch,
                 thumbnails=ThumbnailCache(self.path),
             )
-            if not report.cancelled and len(index.embedded_ids(model.id)) >= index.photo_count():
+            if not report.cancelled and index.vectors.count(model.id, model.dim) >= index.photo_count():
                 self.store.write_setting(SERVING_KEY, model.id)
+            if index.vectors.needs_compaction(model.id):
+                index.vectors.compact(model.id)
         return report
 
     def search_engine(self) -> SearchEngine:
-        """A search engine over the serving model's embeddings (reload it after indexing)."""
+        """A search engine over the serving model's embeddings, kept while they stay as they are."""
+        model = self.model(self.serving_model_id())
         with self.open_index() as index:
-            return SearchEngine(index, self.model(self.serving_model_id()))
+            key = (model.id, *index.vectors.version(model.id))
+            with self._lock:
+                if self._engine is not None and self._engine[0] == key:
+                    return self._engine[1]
+            engine = SearchEngine(index, model)
+        with self._lock:
+            self._engine = (key, engine)
+        return engine
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        """Photos for a request (see core.query for the text, SearchRequest for the rest)."""
+        return self.search_engine().answer(request)
+
+    def similar(self, path: Path, top: int = 20, min_score: float | None = None) -> list[SearchHit]:
+        """Photos that look like a photo (indexed or not), best first, leaving out the photo and its shot."""
+        return self.search_engine().similar(path, top=top, min_score=min_score)
+
+    # --- browsing, tags, vocabulary, errors, stats -------------------------------------------------
+
+    def browse(self) -> tuple[list[str], int]:
+        """Every indexed photo's path, newest first, and the highest photo id (to ask for what is new later)."""
+        with self.open_index() as index:
+            return newest_first(index)
+
+    def photos_after(self, after_id: int = 0) -> list[tuple[int, str]]:
+        """(id, path) of photos added after `after_id`, in id order."""
+        with self.open_index() as index:
+            return index.photos_after(after_id)
+
+    def folders(self) -> list[FolderCount]:
+        """The library folders the user added, with how many photos lie under each."""
+        with self.open_index() as index:
+            return [FolderCount(folder, photos_under(index, folder)) for folder in index.folders()]
+
+    def remove_folder(self, folder: str) -> int:
+        """Forget a library folder and every photo under it (the files stay); returns how many were forgotten."""
+        with self.open_index() as index:
+            return index.remove_folder(folder)
+
+    def tags_of(self, path: str) -> list[PhotoTag]:
+        """A photo's tags (user tags first, then by score), without the ones the user rejected."""
+        with self.open_index() as index:
+            return Tagger(index).tags_of(path)
+
+    def edit_tags(self, path: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[PhotoTag]:
+        """Add tags by hand (or confirm model tags) and remove tags (a model tag stays rejected); returns the
+        photo's tags now."""
+        with self.open_index() as index:
+            tagger = Tagger(index)
+            for tag in add:
+                tagger.set_user_tag(path, tag)
+            for tag in remove:
+                tagger.remove_tag(path, tag)
+            return tagger.tags_of(path)
+
+    def tag_counts(self) -> list[tuple[str, int]]:
+        """Every tag in use with its photo count, most used first."""
+        with self.open_index() as index:
+            return Tagger(index).tag_counts()
+
+    def vocabulary(self) -> list[str]:
+        """The tags the model tags with."""
+        with self.open_index() as index:
+            return Tagger(index).vocabulary()
+
+    def edit_vocabulary(self, add: Iterable[str] = (), remove: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+        """Add and remove vocabulary tags; returns (added as stored, removed) — tags not there are left out."""
+        with self.open_index() as index:
+            tagger = Tagger(index)
+            added = [tagger.add_to_vocabulary(tag) for tag in add]
+            removed = [tag for tag in remove if tagger.remove_from_vocabulary(tag)]
+        return added, removed
+
+    def photo_info(self, path: str) -> IndexedPhoto | None:
+        """What the index knows about one photo (dates, camera, size), or None when it is not indexed."""
+        with self.open_index() as index:
+            return index.photo_info(path)
+
+    def errors(self) -> list[tuple[str, str]]:
+        """(path, reason) of every file that could not be indexed."""
+        with self.open_index() as index:
+            return index.errors()
+
+    def stats(self) -> LibraryStats:
+        with self.open_index() as index:
+            stats = LibraryStats(
+                library=str(self.path),
+                photos=index.photo_count(),
+                folders=index.folders(),
+                embeddings=index.vectors.counts(),
+                tags=len(Tagger(index).tag_counts()),
+                errors=len(index.errors()),
+            )
+        try:
+            return replace(stats, active_model=self.active_id(), serving_model=self.serving_model_id())
+        except NoModelError:
+            return stats
 
     def export_xmp(self, paths: Iterable[Path] | None = None, style: str = "ext-appended") -> list[tuple[str, str]]:
         """Write every photo's tags (under `paths`, default all) into XMP sidecars; originals are not touched.
@@ -144,8 +285,7 @@ class Library:
 
         def photos_under(folder: Path) -> list[str]:
             with self.open_index() as index:
-                prefix = str(folder).rstrip("/") + "/"
-                return [p for p in index.file_states() if p.startswith(prefix)]
+                return list(index.file_states([str(folder)]))
 
         def on_change(changed: set[Path], deleted: set[Path]) -> None:
             with self.open_index() as index:

@@ -10,18 +10,22 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.encoders import ModelPackage
-from core.errors import ModelPackageError, NoModelError
+from core.errors import ModelPackageError, NoModelError, StarterBuildError
 from core.model_card import CARD_FILE, ModelCard, read_card
 from core.paths import assets_dir, user_data_dir
 
 SETTINGS_FILE = "settings.json"
 DEFAULT_MODEL_ID = "starter"
+STDERR_TAIL_LINES = 40  # what is kept of the trainer's output to find why it failed
 BUILD_STARTER_HINT = 'pip install -e ".[train]" && python -m trainer build-starter'
 
 
@@ -88,9 +92,10 @@ class ModelStore:
         except (OSError, json.JSONDecodeError):
             return {}
 
-    def active_id(self) -> str:
-        """The active model: the one chosen with `use`, else the starter, else the first installed."""
-        models = {m.id: m for m in self.list()}
+    def active_id(self, installed: Iterable[str] | None = None) -> str:
+        """The active model: the one chosen with `use`, else the starter, else the first installed (`installed`:
+        the ids a caller already read, to spare reading every package's card again)."""
+        models = set(installed) if installed is not None else {m.id for m in self.list()}
         if not models:
             raise NoModelError(f"no model package is installed. Build the starter model with: {BUILD_STARTER_HINT}")
         chosen = self._read_settings().get("active_model")
@@ -130,10 +135,33 @@ def trainer_available() -> bool:
 def build_starter(library: Path) -> None:
     """Build and install the starter package into `library` by running the trainer in a child process.
 
-    core never imports the trainer (it needs torch); the child process keeps that boundary.
+    core never imports the trainer (it needs torch); the child process keeps that boundary. Its output passes
+    through to stderr as it comes; when it fails, StarterBuildError carries its last error line as the reason.
     """
     if not trainer_available():
-        raise NoModelError(f"no model package is installed and the trainer is not available. Run: {BUILD_STARTER_HINT}")
+        raise StarterBuildError(
+            f"no model package is installed and the trainer is not available. Run: {BUILD_STARTER_HINT}",
+            reason="the trainer (the `train` extra) is not installed",
+        )
     command = [sys.executable, "-m", "trainer", "build-starter", "--library", str(library)]
-    if subprocess.run(command, check=False).returncode != 0:
-        raise NoModelError(f"building the starter model failed; run it by hand to see why: {' '.join(command)}")
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace") as child:
+        for line in child.stderr:
+            if sys.stderr is not None:  # None in a GUI process without a console (pythonw on Windows)
+                sys.stderr.write(line)
+            if line.strip():
+                tail.append(line.strip())
+    if child.returncode != 0:
+        reason = _last_error(tail) or f"the trainer exited with code {child.returncode}"
+        raise StarterBuildError(
+            f"building the starter model failed ({reason}); run it by hand to see why: {' '.join(command)}",
+            reason=reason,
+        )
+
+
+def _last_error(lines: deque[str]) -> str:
+    """The line of a child's stderr that says what went wrong: a Python exception's last line, else the last one."""
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", line) or line.lower().startswith("error"):
+            return line
+    return lines[-1] if lines else ""

@@ -15,6 +15,7 @@ The mapping is one character for one character, so a folder prefix of a path sta
 
 from __future__ import annotations
 
+import os
 import re
 
 from core.errors import PhotoSeekError
@@ -84,3 +85,10 @@ def error_key(path: str) -> str:
     except UnstorablePathError:
         return display(path)
     return path
+
+
+def path_range(folder: str) -> tuple[str, str]:
+    """Index text bounds (low inclusive, high exclusive) of every path under a folder. `to_db` maps character for
+    character, so the index text of a folder's paths starts with the index text of the folder."""
+    prefix = to_db(folder.rstrip(os.sep) + os.sep)
+    return prefix, prefix[:-1] + chr(ord(os.sep) + 1)

@@ -1,15 +1,14 @@
 """Search over one model's embeddings: text, negatives, photo arithmetic, similar photos, filters, sorting.
 
-The whole library's unit embeddings sit in one float32 matrix; a query is one matrix-vector product and a
-partial sort, so a million 512-d photos answer in about 0.1 s on two cores without an ANN index.
+A model's unit embeddings are one memory-mapped float16 matrix (core.vector_store); a query is one pass over it
+and a partial sort, without an ANN index. Filters run as SQL over indexed columns, and paths, dates and RAW twins
+are read only for the hits returned, so opening a search costs the same at 1k photos as at 1M.
 """
 
 from __future__ import annotations
 
-import calendar
 import os
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +16,10 @@ import numpy as np
 from core.encoders import ModelPackage
 from core.errors import LibraryError
 from core.index_db import PhotoIndex
+from core.index_queries import filter_rows, photo_facts, shot_of
 from core.preprocess import decode_side, load_image
-from core.query import ParsedQuery, combine, demote, parse_query
+from core.query import ParsedQuery, QueryError, combine, demote, parse_query
 from core.raw import RAW_EXTENSIONS
-from core.tagging import Tagger
 
 SORTS = ("relevance", "date")
 
@@ -36,6 +35,40 @@ class SearchHit:
     raw: str | None = None
 
 
+@dataclass(frozen=True)
+class SearchRequest:
+    """A search as the CLI or the GUI asks for it: the typed query text (core's query language), plus filters the
+    GUI holds as structure (its folder and tag pickers), which are never typed back into the text."""
+
+    text: str = ""
+    folder: str | None = None
+    tag: str | None = None
+    top: int = 50
+    min_score: float | None = None
+    sort: str = "relevance"
+    every_filter_match: bool = False  # a filters-only search returns all its matches, not the `top` newest
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Hits in order, and whether they are ranked by similarity (False for filters only: every hit matches
+    equally, newest first)."""
+
+    hits: list[SearchHit]
+    ranked: bool
+
+
+def with_filters(query: ParsedQuery, folder: str | None, tag: str | None) -> ParsedQuery:
+    """The parsed text narrowed by a folder and a tag chosen outside it."""
+    if folder is not None:
+        if query.folder is not None and query.folder != Path(folder):
+            raise QueryError(f"the query's folder {query.folder} is not the chosen folder {folder}")
+        query = replace(query, folder=Path(folder))
+    if tag is not None:
+        query = replace(query, tags=(*query.tags, tag))
+    return query
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores, best first (argpartition keeps this O(N) for big libraries)."""
     k = min(k, scores.shape[0])
@@ -48,6 +81,8 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 def raw_pairs(paths: list[str]) -> dict[int, int]:
     """Camera RAW files shot together with a JPEG (or HEIC...) of the same name in the same folder, as
     {row of the RAW: row of its rendered twin}. Cameras set to RAW+JPEG write both; people expect one photo."""
+    if not any(path[path.rfind(".") :].lower() in RAW_EXTENSIONS for path in paths):
+        return {}  # the usual library: a quick look at each extension, no per-path keys
     rendered: dict[tuple[str, str], int] = {}
     raws: list[tuple[int, tuple[str, str]]] = []
     for row, path in enumerate(paths):
@@ -61,59 +96,34 @@ def raw_pairs(paths: list[str]) -> dict[int, int]:
     return {row: rendered[key] for row, key in raws if key in rendered}
 
 
-def _epoch(day: date) -> float:
-    return float(calendar.timegm(day.timetuple()))
-
-
 class SearchEngine:
-    """One model's embedding matrix plus the photo facts that filters need, held in memory."""
+    """One model's embeddings as committed when the engine was made; everything else is read per query."""
 
     def __init__(self, index: PhotoIndex, model: ModelPackage) -> None:
         self.model = model
         self.library = index.library
-        self.matrix, self.ids, self.paths = index.load_embeddings(model.id, model.dim)
-        facts = index.photo_facts(self.ids)
-        self.dates = np.array([f[0] for f in facts], dtype=np.float64)  # taken_at, else file mtime
-        self.cameras = [f[1] or "" for f in facts]
-        self._row_of_path = {p: i for i, p in enumerate(self.paths)}
-        # A RAW+JPEG pair answers as its JPEG, which names the RAW; the RAW row stays for `similar` and `+photo`.
-        pairs = raw_pairs(self.paths)
-        self._paired_raw = np.zeros(len(self.paths), dtype=bool)
-        self._paired_raw[list(pairs)] = True
-        self._raw_of_jpeg = {jpeg: raw for raw, jpeg in pairs.items()}
-        self._twin = pairs | self._raw_of_jpeg
-
-    def _hit(self, row: int, score: float) -> SearchHit:
-        raw = self._raw_of_jpeg.get(row)
-        return SearchHit(self.paths[row], score, float(self.dates[row]), None if raw is None else self.paths[raw])
+        self.vectors = index.vector_snapshot(model.id, model.dim)
+        state = index.vectors.state(model.id)
+        self._store_id = -1 if state is None else state.store_id
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.vectors)
 
-    def _filter_mask(self, query: ParsedQuery) -> np.ndarray:
-        mask = np.ones(len(self.paths), dtype=bool)
-        if query.folder is not None:
-            prefix = str(query.folder).rstrip(os.sep) + os.sep
-            mask &= np.array([p.startswith(prefix) for p in self.paths], dtype=bool)
-        if query.date_from is not None:
-            mask &= self.dates >= _epoch(query.date_from)
-        if query.date_to is not None:
-            mask &= self.dates < _epoch(query.date_to)
-        if query.camera is not None:
-            needle = query.camera.lower()
-            mask &= np.array([needle in c.lower() for c in self.cameras], dtype=bool)
-        if query.tags:
-            with PhotoIndex(self.library) as index:
-                tagger = Tagger(index)
-                for tag in query.tags:
-                    mask &= np.isin(self.ids, np.fromiter(tagger.photo_ids_with(tag), dtype=np.int64))
-        return mask
+    def _index(self) -> PhotoIndex:
+        # A connection per call: the desktop runs queries from worker threads.
+        return PhotoIndex(self.library)
+
+    def _row_of_path(self, index: PhotoIndex, path: str) -> int | None:
+        photo_id = index.photo_id(path)
+        row = None if photo_id is None else index.vectors.row_of(self.model.id, photo_id)
+        return row if row is not None and row < len(self.vectors.live) and self.vectors.live[row] else None
 
     def photo_vector(self, path: Path) -> np.ndarray:
         """A photo's embedding: from the index when it is indexed, else embedded now."""
-        row = self._row_of_path.get(str(Path(path).expanduser().resolve()))
+        with self._index() as index:
+            row = self._row_of_path(index, str(Path(path).expanduser().resolve()))
         if row is not None:
-            return self.matrix[row]
+            return self.vectors.vector(row)
         try:
             image = load_image(Path(path).expanduser(), min_side=decode_side(self.model.card.preprocess))
         except Exception as exc:
@@ -130,34 +140,82 @@ class SearchEngine:
         return combine(empty if positive is None else positive, empty if photos is None else photos)
 
     def scores(self, query: ParsedQuery) -> np.ndarray | None:
-        """Similarity of every photo to the query, negatives applied; None for a filters-only query."""
+        """Similarity of every row to the query, negatives applied (one pass over the matrix for all terms);
+        None for a filters-only query. Rows of photos gone since the snapshot score -inf."""
         vector = self.query_vector(query)
         if vector is None and not query.negative:
             return None
-        scores = np.zeros(len(self.paths), np.float32) if vector is None else self.matrix @ vector
+        terms = [] if vector is None else [vector[None, :]]
         if query.negative:
-            negatives = self.model.embed_texts(list(query.negative), as_query=True)
-            scores = demote(scores, negatives @ self.matrix.T)
+            terms.append(self.model.embed_texts(list(query.negative), as_query=True))
+        columns = self.vectors.scores(np.concatenate(terms))
+        live = self.vectors.live
+        scores = columns[:, 0].copy() if vector is not None else np.where(live, 0.0, -np.inf).astype(np.float32)
+        if query.negative:
+            negatives = columns[:, 0 if vector is None else 1 :].T
+            scores[live] = demote(scores[live], negatives[:, live])
         return scores
 
     def run(
         self, query: ParsedQuery, top: int = 50, min_score: float | None = None, sort: str = "relevance"
     ) -> list[SearchHit]:
-        """Rank the photos that pass the filters. Without vector terms, every match scores 1 and sorts by date."""
+        """Rank the photos that pass the filters. Without vector terms, every match scores 1, newest first."""
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {SORTS}")
-        if not self.paths or query.is_empty:
+        if not len(self) or query.is_empty or top <= 0:
             return []
-        mask = self._filter_mask(query) & ~self._paired_raw
-        ranked = self.scores(query)
-        scores = np.ones(len(self.paths), dtype=np.float32) if ranked is None else ranked
-        if min_score is not None:
-            mask &= scores >= min_score
-        scores = np.where(mask, scores, -np.inf)
-        order = list(top_k(scores, min(top, int(mask.sum()))))
-        if sort == "date" or ranked is None:
-            order.sort(key=lambda i: -self.dates[i])
-        return [self._hit(i, float(scores[i])) for i in order]
+        with self._index() as index:
+            ranked = self.scores(query)
+            if ranked is None:
+                if min_score is not None and min_score > 1.0:
+                    return []
+                rows = filter_rows(index, self._store_id, query, newest_first=True)
+                rows = rows[rows < len(self.vectors.live)]
+                return self._resolve(index, rows[self.vectors.live[rows]], np.ones(len(self.vectors.live)), top)
+            mask = self.vectors.live.copy()
+            if query.has_filters:
+                passing = np.zeros_like(mask)
+                rows = filter_rows(index, self._store_id, query)
+                passing[rows[rows < len(mask)]] = True
+                mask &= passing
+            if min_score is not None:
+                mask &= ranked >= min_score
+            hits = self._best(index, np.where(mask, ranked, -np.inf), int(mask.sum()), top)
+        if sort == "date":
+            hits.sort(key=lambda h: -(h.taken_at or 0.0))
+        return hits
+
+    def _best(
+        self, index: PhotoIndex, scores: np.ndarray, candidates: int, top: int, exclude: frozenset[str] = frozenset()
+    ) -> list[SearchHit]:
+        """The `top` best rows as hits; asks for more rows while RAW twins or excluded photos fall out."""
+        wanted = min(candidates, top + top // 4 + 8)
+        while True:
+            hits = self._resolve(index, top_k(scores, wanted), scores, top, exclude)
+            if len(hits) >= top or wanted >= candidates:
+                return hits
+            wanted = min(candidates, wanted * 2)
+
+    def _resolve(
+        self, index: PhotoIndex, rows: np.ndarray, scores: np.ndarray, top: int, exclude: frozenset[str] = frozenset()
+    ) -> list[SearchHit]:
+        """Hits for rows in order: paths and dates read for these rows only; a RAW whose JPEG twin is indexed
+        answers as that JPEG, which names it."""
+        hits: list[SearchHit] = []
+        for start in range(0, len(rows), max(64, top)):
+            part = rows[start : start + max(64, top)]
+            ids = self.vectors.ids[part]
+            facts = photo_facts(index, ids)
+            for row, photo_id in zip(part, ids, strict=True):
+                fact = facts.get(int(photo_id))
+                if fact is None or fact.path in exclude:
+                    continue  # removed since the snapshot, or the photo a `similar` search started from
+                shot = shot_of(index, fact.path)
+                if not shot.hidden:
+                    hits.append(SearchHit(fact.path, float(scores[row]), fact.taken_at, shot.raw))
+                if len(hits) == top:
+                    return hits
+        return hits
 
     def search(
         self, text: str, top: int = 50, min_score: float | None = None, sort: str = "relevance"
@@ -165,13 +223,23 @@ class SearchEngine:
         """Parse the query language (see core.query) and run it."""
         return self.run(parse_query(text), top=top, min_score=min_score, sort=sort)
 
+    def answer(self, request: SearchRequest) -> SearchResult:
+        """Run a request: its text parsed once, its folder and tag applied as filters."""
+        query = with_filters(parse_query(request.text), request.folder, request.tag)
+        ranked = query.has_vector_terms
+        top = request.top if ranked or not request.every_filter_match else len(self.vectors.live)
+        hits = self.run(query, top=top, min_score=request.min_score, sort=request.sort if ranked else "date")
+        return SearchResult(hits, ranked)
+
     def similar(self, path: Path, top: int = 20, min_score: float | None = None) -> list[SearchHit]:
-        """Photos most similar to a photo (the photo itself left out)."""
-        vector = self.photo_vector(path)
-        scores = self.matrix @ vector
-        scores[self._paired_raw] = -np.inf
-        own = self._row_of_path.get(str(Path(path).expanduser().resolve()))
-        if own is not None:
-            scores[[own, self._twin.get(own, own)]] = -np.inf  # the photo itself, and its RAW or JPEG twin
-        hits = [self._hit(i, float(scores[i])) for i in top_k(scores, top)]
-        return [h for h in hits if np.isfinite(h.score) and (min_score is None or h.score >= min_score)]
+        """Photos most similar to a photo (the photo itself and the other files of its shot left out)."""
+        if not len(self):
+            return []
+        resolved = str(Path(path).expanduser().resolve())
+        scores = self.vectors.scores(self.photo_vector(Path(path))[None, :])[:, 0]
+        with self._index() as index:
+            exclude = frozenset({resolved, *shot_of(index, resolved).twins})
+            candidates = int(np.isfinite(scores).sum()) if min_score is None else int((scores >= min_score).sum())
+            if min_score is not None:
+                scores = np.where(scores >= min_score, scores, -np.inf)
+            return self._best(index, scores, candidates, top, exclude)

@@ -47,7 +47,7 @@ def default_vocabulary() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def _clean_tag(tag: str) -> str:
+def clean_tag(tag: str) -> str:
     cleaned = " ".join(tag.split()).lower()
     if not cleaned or len(cleaned) > 64:
         raise LibraryError(f"a tag must have 1 to 64 characters, got {tag!r}")
@@ -74,7 +74,7 @@ class Tagger:
         return [r[0] for r in self.conn.execute("SELECT tag FROM vocabulary WHERE removed = 0 ORDER BY rowid")]
 
     def add_to_vocabulary(self, tag: str) -> str:
-        tag = _clean_tag(tag)
+        tag = clean_tag(tag)
         with self.index.transaction():
             self.conn.execute(
                 "INSERT INTO vocabulary(tag, origin) VALUES (?, 'user') ON CONFLICT(tag) DO UPDATE SET removed = 0",
@@ -84,7 +84,7 @@ class Tagger:
 
     def remove_from_vocabulary(self, tag: str) -> bool:
         """Stop the model from assigning `tag` and drop its model tags; user tags stay. False if unknown."""
-        tag = _clean_tag(tag)
+        tag = clean_tag(tag)
         with self.index.transaction():
             changed = self.conn.execute("UPDATE vocabulary SET removed = 1 WHERE tag = ?", (tag,)).rowcount
             self.conn.execute("DELETE FROM tags WHERE tag = ? AND state = 'auto'", (tag,))
@@ -183,7 +183,7 @@ class Tagger:
 
     def set_user_tag(self, path: str, tag: str) -> None:
         """Add a tag by hand, or confirm a model tag (which also lowers that tag's threshold)."""
-        tag = _clean_tag(tag)
+        tag = clean_tag(tag)
         photo_id = self._photo_id(path)
         with self.index.transaction():
             source = self._source_of(photo_id, tag)
@@ -199,7 +199,7 @@ class Tagger:
     def remove_tag(self, path: str, tag: str) -> None:
         """Remove a tag. A model tag is kept as 'rejected' (so re-tagging never brings it back) and raises
         that tag's threshold; a user tag is deleted."""
-        tag = _clean_tag(tag)
+        tag = clean_tag(tag)
         photo_id = self._photo_id(path)
         with self.index.transaction():
             source = self._source_of(photo_id, tag)
@@ -223,5 +223,5 @@ class Tagger:
 
     def photo_ids_with(self, tag: str) -> set[int]:
         """Ids of the photos carrying a tag (not rejected)."""
-        rows = self.conn.execute("SELECT photo_id FROM tags WHERE tag = ? AND state != 'rejected'", (_clean_tag(tag),))
+        rows = self.conn.execute("SELECT photo_id FROM tags WHERE tag = ? AND state != 'rejected'", (clean_tag(tag),))
         return {r[0] for r in rows}

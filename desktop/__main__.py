@@ -19,6 +19,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load the model, index a few bundled photos in a temporary library, search them, exit 0 when all works",
     )
+    parser.add_argument(
+        "--install-desktop-entry",
+        action="store_true",
+        help="add PhotoSeek to the application menu (Linux: a .desktop file and icons under $XDG_DATA_HOME), exit",
+    )
+    parser.add_argument("--remove-desktop-entry", action="store_true", help="take it out of the menu again, exit")
     parser.add_argument("--search", metavar="TEXT", default="", help='start with this search (e.g. "a cat")')
     parser.add_argument(
         "folders", nargs="*", metavar="FOLDER", type=Path, help="folders or photos to add to the library"
@@ -31,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the app; returns the process exit code."""
     started = time.time()
     args = _parser().parse_args(argv)
+    if args.install_desktop_entry or args.remove_desktop_entry:
+        return _desktop_entry(install=args.install_desktop_entry)
     if args.self_test:
         from desktop.self_test import run_self_test
 
@@ -64,6 +72,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         report_when_shown(window, started)
     return app.exec()
+
+
+def _desktop_entry(*, install: bool) -> int:
+    from desktop.desktop_entry import install_desktop_entry, remove_desktop_entry
+
+    if sys.platform in ("win32", "darwin"):
+        print("photoseek: menu entries are for Linux desktops; the packaged app is PhotoSeek.app / PhotoSeek.exe")
+        return 2
+    try:
+        if install:
+            entry = install_desktop_entry()
+            print(f"Added PhotoSeek to the application menu: {entry.desktop_file}")
+        else:
+            removed = remove_desktop_entry()
+            print("Removed: " + ", ".join(map(str, removed)) if removed else "PhotoSeek was not in the menu.")
+    except OSError as exc:
+        print(f"photoseek: cannot write the menu entry: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

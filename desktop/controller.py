@@ -17,13 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
-from desktop.index_jobs import IndexOutcome, IndexProgress, describe_job
+from desktop.index_jobs import IndexOutcome, IndexProgress, describe_job, incomplete_folders, run_job
+from desktop.no_model import cannot_build_text
 from desktop.query_state import SORTS, PhotoList, QueryState
 from desktop.thumbnail_loader import ThumbnailLoader
 from desktop.workers import Job, JobContext, JobRunner
 
 if TYPE_CHECKING:
+    from core.incomplete_folders import IncompleteFolder
     from desktop.library_service import LibraryService, LibrarySnapshot
+
+    LibraryState = tuple[LibrarySnapshot, list[IncompleteFolder]]  # what opening and each refresh read
 
 LIVE_APPEND_SECONDS = 1.5  # while browsing, show freshly indexed photos at most this often
 FOLDER_JOBS = ("index", "rescan", "remove")  # jobs after which the set of watched folders may differ
@@ -63,6 +67,7 @@ class AppController(QObject):
         self.catch_up_on_open = catch_up  # reconcile the folders with the disk once the library is open
         self.service: LibraryService | None = None
         self.snapshot: LibrarySnapshot | None = None
+        self.incomplete: dict[str, IncompleteFolder] = {}  # folders a run did not finish, by path
         self.runner = JobRunner(max_threads=3, parent=self)
         self.loader = ThumbnailLoader(parent=self)
         self._queue: deque[tuple[str, Any]] = deque()
@@ -83,28 +88,29 @@ class AppController(QObject):
     def open(self) -> None:
         """Open the library in the background (importing core there keeps the first window fast)."""
 
-        def work(_: JobContext) -> tuple[LibraryService, LibrarySnapshot]:
+        def work(_: JobContext) -> tuple[LibraryService, LibraryState]:
             from desktop.library_service import LibraryService
 
             service = LibraryService(self.library)
-            return service, service.snapshot()
+            return service, (service.snapshot(), incomplete_folders(service))
 
         self.runner.start("open library", work, on_success=self._opened, on_error=self.error.emit)
 
-    def _opened(self, result: tuple[LibraryService, LibrarySnapshot]) -> None:
-        self.service, snapshot = result
+    def _opened(self, result: tuple[LibraryService, LibraryState]) -> None:
+        self.service, (snapshot, incomplete) = result
         gc.freeze()  # core and onnxruntime are imported now: keep their objects out of full collections
         self.loader.set_source(lambda path: self.service.thumbnail(path))
-        self._set_snapshot(snapshot)
+        self._set_snapshot((snapshot, incomplete))
         self._run_query()
         if self.catch_up_on_open:
             self.catch_up(snapshot)
         self._next_task()
         self.watch()
 
-    def _set_snapshot(self, snapshot: LibrarySnapshot) -> None:
-        self.snapshot = snapshot
-        self.ready.emit(snapshot)
+    def _set_snapshot(self, state: LibraryState) -> None:
+        self.snapshot, incomplete = state
+        self.incomplete = {folder.path: folder for folder in incomplete}
+        self.ready.emit(self.snapshot)
 
     def refresh(self) -> None:
         """Re-read counts, folders, tags and models (after indexing, a model switch, a tag edit)."""
@@ -113,11 +119,11 @@ class AppController(QObject):
         self._refresh_seq += 1
         seq, service = self._refresh_seq, self.service
 
-        def done(snapshot: LibrarySnapshot) -> None:
+        def done(state: LibraryState) -> None:
             if seq == self._refresh_seq:  # an older refresh finishing late must not undo a newer one
-                self._set_snapshot(snapshot)
+                self._set_snapshot(state)
 
-        self.runner.start("refresh", lambda _: service.snapshot(), on_success=done)
+        self.runner.start("refresh", lambda _: (service.snapshot(), incomplete_folders(service)), on_success=done)
 
     @property
     def is_open(self) -> bool:
@@ -180,13 +186,12 @@ class AppController(QObject):
             if state.similar_to is not None:
                 hits = service.similar(state.similar_to, top=top)
                 return seq, PhotoList("", [h.path for h in hits], [h.score for h in hits], state), 0
-            query = state.core_query()
-            if not query:
+            if not (state.text or state.folder or state.tag):
                 paths, last_id = service.browse()
                 return seq, PhotoList("", paths, None, state), last_id
             if service.active_model_id() is None:
                 return seq, PhotoList(state.text, [], [], state), 0
-            result = service.search(query, top=top, sort=state.sort)
+            result = service.search(state.text, folder=state.folder, tag=state.tag, top=top, sort=state.sort)
             scores = [h.score for h in result.hits] if result.ranked else None
             return seq, PhotoList(state.text, [h.path for h in result.hits], scores, state), 0
 
@@ -273,10 +278,9 @@ class AppController(QObject):
             self._index_job.cancel()
 
     def _no_model_message(self) -> str:
-        hint = self.snapshot.no_model_hint if self.snapshot else ""
         if self.snapshot is not None and self.snapshot.trainer_available:
             return "No model is installed yet. Build the starter model first (it takes a few minutes)."
-        return f"No model is installed. Build the starter model with:  {hint}"
+        return cannot_build_text(self.library)
 
     def _next_task(self) -> None:
         if self._index_job is not None or self.service is None or not self._queue:
@@ -289,24 +293,9 @@ class AppController(QObject):
         model_id = arg if kind == "reembed" else (self.snapshot.active_model if self.snapshot else None)
         self._started_at = time.perf_counter()
 
-        def work(context: JobContext) -> Any:
-            def progress(done: int, total: int) -> None:
-                context.report((done, total))
-
-            if kind in ("index", "catchup"):
-                return service.index(arg, progress=progress, cancel=context.cancel)
-            if kind == "rescan":
-                return service.index(None if arg is None else [Path(arg)], progress=progress, cancel=context.cancel)
-            if kind == "remove":
-                return service.remove_folder(arg)
-            if kind == "reembed":
-                return service.reembed(arg, progress=progress, cancel=context.cancel)
-            service.build_starter()
-            return None
-
         self._index_job = self.runner.start(
             kind,
-            work,
+            lambda context: run_job(service, kind, arg, context),
             on_progress=lambda value: self._progress(kind, value, model_id),
             on_success=lambda report: self._index_done(IndexOutcome(kind, report, model_id)),
             on_error=lambda message: self._index_done(IndexOutcome(kind, None, model_id, message)),

@@ -1,10 +1,15 @@
-"""Small dialogs: the files that could not be indexed, the keyboard shortcuts, removing a folder."""
+"""Small dialogs: choosing folders or photos to add, the files that could not be indexed, the keyboard shortcuts,
+removing a folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -111,3 +116,22 @@ def show_shortcuts_dialog(parent: QWidget) -> QDialog:
     dialog = _table_dialog(parent, "Keyboard shortcuts", "", ("Keys", "Action"), list(SHORTCUTS))
     dialog.show()
     return dialog
+
+
+def ask_for_folder(parent: QWidget, settings: QSettings) -> list[Path]:
+    """A folder of photos the user picks ([] when cancelled); the dialog opens where the last one was."""
+    start = str(settings.value("dialogs/last_folder", str(Path.home())))
+    folder = QFileDialog.getExistingDirectory(parent, "Add a folder of photos", start)
+    if not folder:
+        return []
+    settings.setValue("dialogs/last_folder", folder)
+    return [Path(folder)]
+
+
+def ask_for_photos(parent: QWidget, settings: QSettings) -> list[Path]:
+    """Single photos the user picks ([] when cancelled)."""
+    start = str(settings.value("dialogs/last_folder", str(Path.home())))
+    files, _ = QFileDialog.getOpenFileNames(
+        parent, "Add photos", start, "Photos (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.gif *.bmp);;All files (*)"
+    )
+    return [Path(f) for f in files]

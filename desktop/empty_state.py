@@ -61,7 +61,8 @@ class EmptyState(QWidget):
         self.add_button.setVisible(not indexing)
 
     def set_model_state(self, *, has_model: bool, trainer_available: bool = False, hint: str = "") -> None:
-        """Show nothing, a Build button, or the exact command to run, depending on what is installed."""
+        """Show nothing, a Build button, or `hint` (why no model can be built and what to do), depending on what is
+        installed."""
         if has_model:
             self.model_notice.hide()
             self.build_button.hide()
@@ -73,8 +74,6 @@ class EmptyState(QWidget):
             )
             self.build_button.show()
         else:
-            self.model_notice.setText(
-                f"No search model is installed. Build the starter model once with:\n\n{hint}\n\nthen restart PhotoSeek."
-            )
+            self.model_notice.setText(hint)
             self.build_button.hide()
         self.model_notice.show()

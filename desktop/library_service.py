@@ -1,15 +1,15 @@
 """The desktop app's only door into core: every call the GUI makes into the library goes through here.
 
 Plain Python, no Qt, safe to call from worker threads (core's `Library` opens a database connection per
-call). Indexing, library folders, tagging, watching and the "serving model" rules of a model switch are
-core's (`core.library.Library`); this module adds what a GUI needs on top: encoder threads capped so the GUI
-keeps a core, a cached search engine, folder counts, date-sorted browsing, thumbnails and previews.
-Results are plain dataclasses, never objects holding database handles.
+call). Search, browsing, folders, tags, indexing, watching and the "serving model" rules of a model switch are
+core's (`core.library.Library`, the one door the CLI uses too); this module adds what a GUI needs on top:
+encoder threads capped so the GUI keeps a core, one photo per RAW+JPEG shot when browsing, the model picker's
+view of the packages, thumbnails and previews. Results are plain dataclasses, never objects holding database
+handles.
 """
 
 from __future__ import annotations
 
-import bisect
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -24,9 +24,8 @@ from core.indexer import IndexReport
 from core.library import Library
 from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
 from core.preprocess import load_image
-from core.query import parse_query
-from core.search import SearchEngine, raw_pairs
-from core.tagging import PhotoTag, Tagger
+from core.search import SearchRequest, raw_pairs
+from core.tagging import PhotoTag
 from core.thumbnails import ThumbnailCache
 from core.watcher import FolderWatcher
 
@@ -99,18 +98,6 @@ class SearchResult:
     ranked: bool
 
 
-def count_under(folders: Sequence[str], paths: Sequence[str]) -> list[int]:
-    """How many of `paths` lie under each folder (by path prefix; nested folders count their photos too)."""
-    ordered = sorted(paths)
-    counts = []
-    for folder in folders:
-        prefix = folder.rstrip(os.sep) + os.sep
-        # Every path starting with `prefix` sorts between prefix and prefix with its last character bumped.
-        end = prefix[:-1] + chr(ord(os.sep) + 1)
-        counts.append(bisect.bisect_left(ordered, end) - bisect.bisect_left(ordered, prefix))
-    return counts
-
-
 class LibraryService:
     """One library folder as the window sees it: photos, folders, tags, models, search, watching, thumbnails."""
 
@@ -120,10 +107,6 @@ class LibraryService:
         self.lib = Library(self.library, threads=index_threads or max(1, (os.cpu_count() or 1) - 1))
         self.store = self.lib.store
         self.thumbnails = ThumbnailCache(self.library)
-        self._lock = threading.Lock()
-        self._engine: SearchEngine | None = None
-        self._engine_key: tuple[str, int] | None = None
-        self._generation = 0
         self._watch_lock = threading.Lock()
         self._watcher: FolderWatcher | None = None
         self._watch_closed = False
@@ -132,25 +115,21 @@ class LibraryService:
 
     def snapshot(self) -> LibrarySnapshot:
         """Photo and error counts, folders with counts, tags with counts, installed models, active and serving."""
-        with self.lib.open_index() as index:
-            count, errors = index.photo_count(), len(index.errors())
-            folders = index.folders()
-            paths = [path for _, path in index.photos_after(0)]
-            tags = tuple(Tagger(index).tag_counts())
-        counts = count_under(folders, paths)
+        self.lib.refresh_models()  # a refresh follows installs and switches: read the packages again
+        stats = self.lib.stats()
+        folders = tuple(FolderInfo(f.path, f.photos, os.path.isdir(f.path)) for f in self.lib.folders())
         models = tuple(ModelInfo(m.id, m.card.name, m.location, m.card.embedding_dim) for m in self.store.list())
-        active = self.active_model_id()
         return LibrarySnapshot(
             library=self.library,
-            photo_count=count,
-            error_count=errors,
+            photo_count=stats.photos,
+            error_count=stats.errors,
             models=models,
-            active_model=active,
-            serving_model=self.lib.serving_model_id() if active is not None else None,
+            active_model=stats.active_model,
+            serving_model=stats.serving_model,
             trainer_available=trainer_available(),
             no_model_hint=BUILD_STARTER_HINT,
-            folders=tuple(FolderInfo(f, n, os.path.isdir(f)) for f, n in zip(folders, counts, strict=True)),
-            tags=tags,
+            folders=folders,
+            tags=tuple(self.lib.tag_counts()),
         )
 
     def active_model_id(self) -> str | None:
@@ -163,63 +142,43 @@ class LibraryService:
     def photo_paths(self, after_id: int = 0) -> tuple[list[str], int]:
         """Paths of indexed photos in the order they were added (only those with an id above `after_id`),
         and the highest id seen, to ask for what is new next time."""
-        with self.lib.open_index() as index:
-            rows = index.photos_after(after_id)
+        rows = self.lib.photos_after(after_id)
         return _one_per_shot([path for _, path in rows]), max((pid for pid, _ in rows), default=after_id)
 
     def browse(self) -> tuple[list[str], int]:
         """Every indexed photo, newest first (date taken, else file date), and the highest photo id."""
-        with self.lib.open_index() as index:
-            rows = index.photos_after(0)
-            dates = [date for date, _ in index.photo_facts(pid for pid, _ in rows)]
-        order = sorted(range(len(rows)), key=lambda i: (-dates[i], rows[i][0]))
-        return _one_per_shot([rows[i][1] for i in order]), max((pid for pid, _ in rows), default=0)
+        paths, last_id = self.lib.browse()
+        return _one_per_shot(paths), last_id
 
     def errors(self) -> list[tuple[str, str]]:
         """(path, reason) of every file that could not be indexed."""
-        with self.lib.open_index() as index:
-            return index.errors()
+        return self.lib.errors()
 
     def folders(self) -> list[str]:
         """The library folders the user added."""
-        with self.lib.open_index() as index:
-            return index.folders()
+        return [folder.path for folder in self.lib.folders()]
 
     def remove_folder(self, folder: str) -> IndexReport:
         """Forget a library folder and every photo under it (the files stay on disk)."""
-        try:
-            with self.lib.open_index() as index:
-                removed = index.remove_folder(folder)
-        finally:
-            self.invalidate_search()
-        return IndexReport(removed=removed)
+        return IndexReport(removed=self.lib.remove_folder(folder))
 
     # --- tags ------------------------------------------------------------------------------------
 
     def tags_of(self, path: str) -> list[PhotoTag]:
         """A photo's tags (user tags first, then by score), without the ones the user rejected."""
-        with self.lib.open_index() as index:
-            return Tagger(index).tags_of(path)
+        return self.lib.tags_of(path)
 
     def vocabulary(self) -> list[str]:
         """Tags the model knows plus every tag in use, for completing what the user types."""
-        with self.lib.open_index() as index:
-            tagger = Tagger(index)
-            return sorted(set(tagger.vocabulary()) | {tag for tag, _ in tagger.tag_counts()})
+        return sorted(set(self.lib.vocabulary()) | {tag for tag, _ in self.lib.tag_counts()})
 
     def set_tag(self, path: str, tag: str) -> list[PhotoTag]:
         """Add a tag by hand or confirm a model tag; returns the photo's tags now."""
-        with self.lib.open_index() as index:
-            tagger = Tagger(index)
-            tagger.set_user_tag(path, tag)
-            return tagger.tags_of(path)
+        return self.lib.edit_tags(path, add=[tag])
 
     def remove_tag(self, path: str, tag: str) -> list[PhotoTag]:
         """Remove a tag (a model tag is kept as rejected so it never comes back); returns the photo's tags now."""
-        with self.lib.open_index() as index:
-            tagger = Tagger(index)
-            tagger.remove_tag(path, tag)
-            return tagger.tags_of(path)
+        return self.lib.edit_tags(path, remove=[tag])
 
     # --- indexing --------------------------------------------------------------------------------
 
@@ -232,12 +191,9 @@ class LibraryService:
     ) -> IndexReport:
         """Index folders or files with the active model (None: every library folder, i.e. a rescan).
         Added folders join the library's folder list; new photos get tagged as they land."""
-        try:
-            return self.lib.index(
-                None if roots is None else list(roots), progress=progress, cancel=cancel, batch_size=INDEX_BATCH_SIZE
-            )
-        finally:
-            self.invalidate_search()  # whatever was committed is searchable now
+        return self.lib.index(
+            None if roots is None else list(roots), progress=progress, cancel=cancel, batch_size=INDEX_BATCH_SIZE
+        )
 
     def reembed(
         self,
@@ -265,16 +221,12 @@ class LibraryService:
         The watcher's threads inherit the calling thread's priority, so start it from a background job.
         """
 
-        def report(result: IndexReport) -> None:
-            self.invalidate_search()
-            on_report(result)
-
         with self._watch_lock:
             self._stop_watching()
             if self._watch_closed or not any(os.path.isdir(folder) for folder in self.folders()):
                 return []
             try:
-                watcher = self.lib.watcher(report, debounce_s=WATCH_DEBOUNCE_S)
+                watcher = self.lib.watcher(on_report, debounce_s=WATCH_DEBOUNCE_S)
             except LibraryError:
                 # core watches every folder or none: with one missing, watch none rather than fail.
                 return []
@@ -302,38 +254,18 @@ class LibraryService:
 
     # --- search ----------------------------------------------------------------------------------
 
-    def invalidate_search(self) -> None:
-        """Forget the in-memory embedding matrix; the next search reloads it."""
-        with self._lock:
-            self._generation += 1
-
-    def _engine_for(self, model_id: str) -> SearchEngine:
-        with self._lock:
-            key = (model_id, self._generation)
-            if self._engine is not None and self._engine_key == key:
-                return self._engine
-        # The indexing model instance serves queries too: core's encoders lock text and image runs separately,
-        # so a query never waits behind an image batch.
-        model = self.lib.model(model_id)
-        with self.lib.open_index() as index:
-            engine = SearchEngine(index, model)
-        with self._lock:
-            self._engine, self._engine_key = engine, key
-        return engine
-
-    def search(self, query: str, top: int = 500, sort: str = "relevance") -> SearchResult:
-        """The photos that match `query` (core's query language) from the serving model. Queries with words
-        or photos give the best `top` by `sort` ("relevance" or "date"); filters alone give every match."""
-        parsed = parse_query(query)
-        engine = self._engine_for(self.lib.serving_model_id())
-        ranked = parsed.has_vector_terms
-        hits = engine.run(parsed, top=top if ranked else max(top, len(engine)), sort=sort if ranked else "date")
-        return SearchResult([Hit(h.path, h.score) for h in hits], ranked)
+    def search(
+        self, text: str, *, folder: str | None = None, tag: str | None = None, top: int = 500, sort: str = "relevance"
+    ) -> SearchResult:
+        """The photos that match `text` (core's query language) within a folder and a tag, from the serving
+        model. Text gives the best `top` by `sort` ("relevance" or "date"); filters alone give every match."""
+        request = SearchRequest(text, folder=folder, tag=tag, top=top, sort=sort, every_filter_match=True)
+        result = self.lib.search(request)
+        return SearchResult([Hit(h.path, h.score) for h in result.hits], result.ranked)
 
     def similar(self, path: str, top: int = 500) -> list[Hit]:
         """The photos that look most like `path`, best first (the photo itself left out)."""
-        engine = self._engine_for(self.lib.serving_model_id())
-        return [Hit(h.path, h.score) for h in engine.similar(Path(path), top=top)]
+        return [Hit(h.path, h.score) for h in self.lib.similar(Path(path), top=top)]
 
     # --- photos ----------------------------------------------------------------------------------
 
@@ -354,13 +286,12 @@ class LibraryService:
             raise ImageDecodeError(f"{path}: not a readable image: {exc}") from exc
         if orientation in (5, 6, 7, 8):  # EXIF says the stored pixels are turned a quarter
             width, height = height, width
-        with self.lib.open_index() as index:
-            info = index.photo_info(path) or {}
+        info = self.lib.photo_info(path)
         extra = {}
-        if info.get("taken_at"):
-            extra["Taken"] = datetime.fromtimestamp(float(info["taken_at"])).strftime("%Y-%m-%d %H:%M")
-        if info.get("camera"):
-            extra["Camera"] = str(info["camera"])
+        if info is not None and info.taken_at:
+            extra["Taken"] = datetime.fromtimestamp(info.taken_at).strftime("%Y-%m-%d %H:%M")
+        if info is not None and info.camera:
+            extra["Camera"] = info.camera
         return PhotoDetails(path, stat.st_size, width, height, stat.st_mtime, extra)
 
     def preview(self, path: str, max_side: int) -> Image.Image:

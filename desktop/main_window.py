@@ -8,7 +8,6 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QUrl
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import (
-    QFileDialog,
     QLabel,
     QMainWindow,
     QSplitter,
@@ -18,9 +17,10 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.controller import AppController, IndexOutcome, PhotoList
-from desktop.dialogs import confirm_remove_folder, show_errors_dialog
+from desktop.dialogs import ask_for_folder, ask_for_photos, confirm_remove_folder, show_errors_dialog
 from desktop.empty_state import EmptyState
 from desktop.file_actions import local_path, open_or_explain, reveal_or_explain
+from desktop.no_model import cannot_build_text
 from desktop.photo_grid import DEFAULT_THUMB, PhotoGridModel, PhotoGridView
 from desktop.photo_view import PhotoView
 from desktop.results_header import describe_results
@@ -187,19 +187,10 @@ class MainWindow(QMainWindow):
             self.controller.add_paths(existing)
 
     def choose_folder(self) -> None:
-        start = str(self.settings.value("dialogs/last_folder", str(Path.home())))
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of photos", start)
-        if folder:
-            self.settings.setValue("dialogs/last_folder", folder)
-            self.add_paths([Path(folder)])
+        self.add_paths(ask_for_folder(self, self.settings))
 
     def choose_files(self) -> None:
-        start = str(self.settings.value("dialogs/last_folder", str(Path.home())))
-        files, _ = QFileDialog.getOpenFileNames(
-            self, "Add photos", start, "Photos (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.gif *.bmp);;All files (*)"
-        )
-        if files:
-            self.add_paths([Path(f) for f in files])
+        self.add_paths(ask_for_photos(self, self.settings))
 
     def remove_folder(self, folder: str) -> None:
         """Forget a library folder and its photos, after the user confirms."""
@@ -334,10 +325,12 @@ class MainWindow(QMainWindow):
         if active is not None:
             self.model_combo.setToolTip(f"{active.name}\nSwitching the model re-embeds the library in the background")
         self.empty.set_model_state(
-            has_model=active is not None, trainer_available=snapshot.trainer_available, hint=snapshot.no_model_hint
+            has_model=active is not None,
+            trainer_available=snapshot.trainer_available,
+            hint=cannot_build_text(snapshot.library),
         )
         self.search_edit.setEnabled(active is not None)
-        self.sidebar.set_folders(snapshot.folders, snapshot.photo_count)
+        self.sidebar.set_folders(snapshot.folders, snapshot.photo_count, self.controller.incomplete)
         self.sidebar.set_tags(snapshot.tags)
         self._update_page()
 

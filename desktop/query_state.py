@@ -28,15 +28,6 @@ class QueryState:
     sort: str = "relevance"
     similar_to: str | None = None
 
-    def core_query(self) -> str:
-        """The query for core: the typed text plus the sidebar's filters ("" = the whole library)."""
-        parts = [self.text] if self.text else []
-        if self.folder:
-            parts.append(f"in:{quoted(self.folder)}")
-        if self.tag:
-            parts.append(f"tag:{quoted(self.tag)}")
-        return " ".join(parts)
-
     @property
     def browsing_all(self) -> bool:
         """Whether this asks for the whole library (no text, no filter, no similar photo)."""

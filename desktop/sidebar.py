@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt, Signal
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from core.pathtext import display
 
+NO_INCOMPLETE: Mapping[str, object] = {}  # set_folders without incomplete folders (a shared empty default)
 ValueRole = Qt.UserRole + 1  # an item's row in CountList._values (its folder path or tag; "" for "All Photos")
 
 
@@ -91,6 +92,15 @@ class CountList(QTreeWidget):
             self.delete_key.emit(self.value_of(item))
         else:
             super().keyPressEvent(event)
+
+
+def describe_incomplete(name: str, tooltip: str, left: int | None) -> tuple[str, str]:
+    """A folder row's name and tooltip when its indexing did not finish (`left`: photos not indexed, if counted)."""
+    count = "" if left is None else f"{left:,} photo{'s' if left != 1 else ''} not indexed yet. "
+    why = "Indexing this folder was stopped before it finished (Cancel, quitting, or the app was closed)."
+    how = "PhotoSeek finishes it when it opens; Rescan finishes it now."
+    label = f"{name} (incomplete)" if left is None else f"{name} (incomplete, {left:,} left)"
+    return label, f"{tooltip}\n{why}\n{count}{how}"
 
 
 def _section_label(text: str) -> QLabel:
@@ -185,8 +195,11 @@ class Sidebar(QWidget):
 
     # --- content -------------------------------------------------------------------------------
 
-    def set_folders(self, folders: Sequence[object], total: int) -> None:
-        """Show "All Photos" and each folder (objects with path, photo_count, exists) with its count."""
+    def set_folders(
+        self, folders: Sequence[object], total: int, incomplete: Mapping[str, object] = NO_INCOMPLETE
+    ) -> None:
+        """Show "All Photos" and each folder (objects with path, photo_count, exists) with its count; a folder in
+        `incomplete` (core IncompleteFolder by path) says that its indexing did not finish and what is left."""
         self.folders.clear()
         self.folders.add_row("All Photos", total, "", "Every photo in the library")
         for folder in folders:
@@ -196,9 +209,14 @@ class Sidebar(QWidget):
                 name, tip = f"{name} (missing)", f"{tip}\nThis folder is not there now (an unplugged drive?)"
             elif folder.path in self._watched:
                 tip = f"{tip}\nWatched: new, changed and deleted photos update the library"
+            unfinished = incomplete.get(folder.path)
+            if unfinished is not None:
+                name, tip = describe_incomplete(name, tip, unfinished.left)
             item = self.folders.add_row(name, folder.photo_count, folder.path, tip)
             if not folder.exists:
                 item.setForeground(0, self.palette().brush(QPalette.PlaceholderText))
+            elif unfinished is not None:
+                item.setIcon(0, self.style().standardIcon(QStyle.SP_MessageBoxWarning))
         if self._folder is not None and self.folders.item_for(self._folder) is None:
             self._folder = None  # removed
         self._select(self.folders, self._folder or "")

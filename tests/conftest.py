@@ -22,7 +22,7 @@ def _starter_sources_key() -> str:
     sources = sorted((REPO / "trainer" / "starter").glob("*.py")) + [
         REPO / "trainer" / "onnx_export.py",
         REPO / "trainer" / "onnx_graph.py",
-        REPO / "trainer" / "package.py",
+        REPO / "core" / "package_writer.py",
         REPO / "trainer" / "image_check.py",
         REPO / "core" / "image_check.py",
         REPO / "core" / "model_card.py",

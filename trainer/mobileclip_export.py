@@ -14,8 +14,6 @@ folder), which is what ``python -m trainer finetune`` rebuilds the trainable mod
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -28,29 +26,27 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from core.errors import PhotoSeekError
+from core.checkpoint_import import CLIP_TOKENIZER, MOBILECLIP_LICENSE, write_tokenizer_and_licence
+from core.errors import ImportFailed
+from core.kept_checkpoints import checkpoint_record, keep_checkpoint
 from core.model_card import (
+    MODEL_ID_PATTERN,
     EncoderSpec,
     ModelCard,
     PreprocessSpec,
-    TokenizerSpec,
     ViewSpec,
-    sha256_file,
     write_card,
 )
+from core.package_writer import finalize_package, install_package, staging_dir
 from core.preprocess import preprocess
-from core.tokenizers.clip_bpe import VOCAB_FILENAME, ClipBpeTokenizer, bundled_vocab_path
+from core.tokenizers.clip_bpe import ClipBpeTokenizer, bundled_vocab_path
 from trainer.checkpoints import load_checkpoint
-from trainer.download import CHECKPOINT_DIR
 from trainer.models.clip import MobileCLIP, ModelInfo
 from trainer.models.reparam import reparameterize_model
 from trainer.onnx_export import export_onnx
-from trainer.package import finalize_package, install_package, staging_dir
 
 Log = Callable[[str], None]
 
-TOKENIZER_LICENSE_FILE = "clip-tokenizer-LICENSE.txt"
-_MODEL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # the card's id rule (core.model_card)
 PARITY_CAPTIONS = (
     "an astronaut in a white spacesuit in front of a flag",
     "a tabby cat lying on its side",
@@ -60,10 +56,6 @@ PARITY_CAPTIONS = (
 )
 # Real photographs bundled inside scikit-image (a dev dependency); deterministic noise when it is not installed.
 _SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-
-
-class ImportFailed(PhotoSeekError):
-    """Exporting or checking an imported model failed."""
 
 
 class _ImageEncoderGraph(nn.Module):
@@ -86,6 +78,38 @@ class _TextEncoderGraph(nn.Module):
 
     def forward(self, input_ids: Tensor, eot_index: Tensor) -> Tensor:
         return self.model.encode_text(input_ids, eot_index)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderGraph:
+    """One encoder as it is exported: the module, example inputs, input and output names, dynamic axes."""
+
+    module: nn.Module
+    example: tuple[Tensor, ...]
+    inputs: tuple[str, ...]
+    output: str
+    dynamic_axes: dict[str, dict[int, str]]
+
+
+def encoder_graphs(model: MobileCLIP, pixels: np.ndarray, tokens: dict[str, np.ndarray]) -> dict[str, EncoderGraph]:
+    """The image and text graphs of ``model`` with example inputs ``pixels`` and ``tokens`` (dynamic batch)."""
+    ids, eot = torch.from_numpy(tokens["input_ids"]), torch.from_numpy(tokens["eot_index"])
+    return {
+        "image": EncoderGraph(
+            _ImageEncoderGraph(model),
+            (torch.from_numpy(pixels),),
+            ("pixel_values",),
+            "image_embeds",
+            {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
+        ),
+        "text": EncoderGraph(
+            _TextEncoderGraph(model),
+            (ids, eot),
+            ("input_ids", "eot_index"),
+            "text_embeds",
+            {"input_ids": {0: "batch"}, "eot_index": {0: "batch"}, "text_embeds": {0: "batch"}},
+        ),
+    }
 
 
 def parity_images() -> tuple[list[Image.Image], str]:
@@ -152,24 +176,19 @@ def export_and_check(
     log("reparameterizing (fusing train-time branches)")
     fused = reparameterize_model(model, inplace=True).eval()
 
-    log("exporting the image encoder to ONNX")
-    image_path = export_onnx(
-        _ImageEncoderGraph(fused),
-        (pixels[:2],),
-        out_dir / "image_encoder.onnx",
-        ["pixel_values"],
-        "image_embeds",
-        {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
-    )
-    log("exporting the text encoder to ONNX")
-    text_path = export_onnx(
-        _TextEncoderGraph(fused),
-        (ids[:2], eot[:2]),
-        out_dir / "text_encoder.onnx",
-        ["input_ids", "eot_index"],
-        "text_embeds",
-        {"input_ids": {0: "batch"}, "eot_index": {0: "batch"}, "text_embeds": {0: "batch"}},
-    )
+    paths = {}
+    examples = {"input_ids": tokens["input_ids"][:2], "eot_index": tokens["eot_index"][:2]}
+    for kind, graph in encoder_graphs(fused, pixels[:2].numpy(), examples).items():
+        log(f"exporting the {kind} encoder to ONNX")
+        paths[kind] = export_onnx(
+            graph.module,
+            graph.example,
+            out_dir / f"{kind}_encoder.onnx",
+            graph.inputs,
+            graph.output,
+            graph.dynamic_axes,
+        )
+    image_path, text_path = paths["image"], paths["text"]
 
     log("checking onnxruntime against PyTorch (train-time and fused) on real inputs")
     image = _compare(
@@ -235,24 +254,18 @@ def write_mobileclip_package(
     spec = preprocess_spec(info)
     vocab = bundled_vocab_path()
     parity = export_and_check(model, staged, spec, ClipBpeTokenizer(vocab), log)
-    shutil.copyfile(vocab, staged / VOCAB_FILENAME)
-    shutil.copyfile(vocab.parent / "LICENSE.txt", staged / TOKENIZER_LICENSE_FILE)
-    (staged / "LICENSE.txt").write_text(info.license_text() + (f"\n{license_note}\n" if license_note else ""), "utf-8")
+    write_tokenizer_and_licence(staged, info.license_text() + (f"\n{license_note}\n" if license_note else ""))
     card = ModelCard(
         id=model_id,
         name=name or info.display,
         architecture=dict(architecture),
         embedding_dim=info.embed_dim,
         preprocess=spec,
-        tokenizer=TokenizerSpec(kind="clip-bpe", files={"vocab": VOCAB_FILENAME}, context_length=77),
+        tokenizer=CLIP_TOKENIZER,
         image_encoder=EncoderSpec("image_encoder.onnx", ("pixel_values",), "image_embeds"),
         text_encoder=EncoderSpec("text_encoder.onnx", ("input_ids", "eot_index"), "text_embeds"),
         files={},
-        license={
-            "name": "Apple ML Research Model Terms of Use (Apple's licence for MobileCLIP weights)",
-            "file": "LICENSE.txt",
-            "tokenizer": {"name": "MIT", "file": TOKENIZER_LICENSE_FILE},
-        },
+        license=dict(MOBILECLIP_LICENSE),
         provenance={
             **provenance,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -264,57 +277,6 @@ def write_mobileclip_package(
     )
     write_card(staged, card)
     return card
-
-
-# --- the source checkpoint a package was made from, kept in the library so the package can be fine-tuned ----------
-
-
-def checkpoint_record(path: Path, library: Path | None, sha256: str | None = None) -> dict[str, object]:
-    """Where a package's train-time weights are: the file's name, sha256, size, absolute path, and ``kept`` (its
-    path relative to ``library`` when it lies inside it, else None)."""
-    path = Path(path).resolve()
-    kept = None
-    if library is not None:
-        try:
-            kept = path.relative_to(Path(library).resolve()).as_posix()
-        except ValueError:
-            kept = None
-    return {
-        "file": path.name,
-        "sha256": sha256 or sha256_file(path),
-        "size_bytes": path.stat().st_size,
-        "path": str(path),
-        "kept": kept,
-    }
-
-
-def keep_checkpoint(source: Path, library: Path, sha256: str, *, name: str | None = None) -> Path:
-    """The copy of checkpoint ``source`` in ``library/checkpoints`` (copied there unless it is there already).
-
-    Only files that ``load_checkpoint`` accepted are kept: plain tensor dictionaries read with
-    ``weights_only=True``. ``name`` is the copy's file name, replaced if it holds another file (a package id's own
-    checkpoint); without it the source's name is used, and a different file of that name gets the hash in its
-    name. The copy is written under a temporary name and renamed, so a cut copy never passes for a kept one.
-    """
-    source = Path(source).resolve()
-    folder = Path(library) / CHECKPOINT_DIR
-    if name is None and source.parent == folder.resolve():
-        return source
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / (name or source.name)
-    if name is None and dest.is_file() and sha256_file(dest) != sha256:
-        dest = folder / f"{source.stem}-{sha256[:12]}{source.suffix}"
-    if dest.is_file() and sha256_file(dest) == sha256:
-        return dest
-    partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
-    try:
-        shutil.copyfile(source, partial)
-        if sha256_file(partial) != sha256:
-            raise ImportFailed(f"{source} changed while it was copied into {folder}")
-        os.replace(partial, dest)
-    finally:
-        partial.unlink(missing_ok=True)
-    return dest
 
 
 def import_checkpoint(
@@ -337,7 +299,7 @@ def import_checkpoint(
     """
     started = time.perf_counter()
     checkpoint_path = Path(checkpoint_path)
-    if model_id is not None and not _MODEL_ID.fullmatch(model_id):
+    if model_id is not None and not MODEL_ID_PATTERN.match(model_id):
         raise ImportFailed(f"model id {model_id!r} must be lower-case letters, digits, '.', '_' or '-'")
     log(f"reading {checkpoint_path}")
     loaded = load_checkpoint(checkpoint_path, name)

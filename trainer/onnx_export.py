@@ -21,11 +21,13 @@ def export_onnx(
     input_names: Sequence[str],
     output_name: str,
     dynamic_axes: dict[str, dict[int, str]],
+    constant_folding: bool = True,
 ) -> Path:
     """Trace `module` in eval mode into a single-file ONNX graph (TorchScript exporter, opset 17).
 
     The TorchScript exporter is used because it is an order of magnitude faster than the dynamo one
     for these graphs and gives identical outputs; it needs fixed Python control flow, which our encoders have.
+    ``constant_folding=False`` keeps every weight an initializer named by its state-dict key (graph templates).
     """
     module.eval()
     with warnings.catch_warnings(), torch.no_grad():
@@ -39,7 +41,7 @@ def export_onnx(
             input_names=list(input_names),
             output_names=[output_name],
             dynamic_axes=dynamic_axes,
-            do_constant_folding=True,
+            do_constant_folding=constant_folding,
         )
     return path
 

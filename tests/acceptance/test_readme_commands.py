@@ -240,3 +240,17 @@ def test_import_a_mobileclip_checkpoint(sandbox: Sandbox, tmp_path: Path) -> Non
     assert_offline(sandbox)
     assert_home_holds_only(sandbox)
     shutil.rmtree(library)  # 100+ MB of ONNX files: not kept in the test run's temporary folders
+
+
+def test_import_a_mobileclip_checkpoint_with_core(sandbox: Sandbox, tmp_path: Path) -> None:
+    # The route without torch (tests/core/test_checkpoint_import.py runs it with torch blocked): same stand-in file.
+    checkpoint = sandbox.root / model_info("mobileclip-s0").checkpoint_file
+    torch.save(build_filled(lambda: create_model("mobileclip-s0")).state_dict(), checkpoint)
+    library = tmp_path / "library"
+    env = {"PHOTOSEEK_HOME": str(library)}
+    run = sandbox.python("-m", "core", "models", "import", checkpoint.name, "--activate", cwd=sandbox.root, **env)
+    expect_ok(run, "recognised MobileCLIP-S0", "Installed MobileCLIP-S0 as model 'mobileclip-s0'", "now the active")
+    expect_ok(sandbox.python("-m", "core", "models", "verify", "mobileclip-s0", **env), "all")
+    assert_offline(sandbox)
+    assert_home_holds_only(sandbox)
+    shutil.rmtree(library)

@@ -12,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from core.index_db import PhotoIndex
 from tests.photo_corpus import available_photos, materialize
 from tests.support.paths import REPO
 
@@ -26,12 +28,18 @@ def _consistent_state(library: Path) -> int:
         photos = conn.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM photos").fetchone()
         assert photos[0] == photos[1]  # no duplicate paths
         per_photo = conn.execute(
-            "SELECT COUNT(*) FROM photos p LEFT JOIN embeddings e ON e.photo_id = p.id GROUP BY p.id"
+            "SELECT COUNT(v.row) FROM photos p LEFT JOIN vectors v ON v.photo_id = p.id GROUP BY p.id"
         ).fetchall()
         assert all(count == 1 for (count,) in per_photo)  # each committed photo has exactly its one embedding
-        return photos[0]
     finally:
         conn.close()
+    # The embedding store opens and holds a unit row for every committed photo (rows past the commit are ignored).
+    with PhotoIndex(library) as index:
+        store = index.vector_snapshot("starter", 384)
+        live_ids = set(store.ids[store.live].tolist())
+        assert live_ids == index.embedded_ids("starter") and len(live_ids) == photos[0]
+        np.testing.assert_allclose(np.linalg.norm(store.matrix[store.live].astype(np.float32), axis=1), 1.0, atol=2e-3)
+    return photos[0]
 
 
 def _committed_photos(library: Path) -> int:

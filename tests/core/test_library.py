@@ -14,6 +14,7 @@ from PIL import Image
 
 from core.library import Library
 from core.query import ParsedQuery, parse_query
+from core.search import SearchRequest
 from core.tagging import Tagger
 from core.xmp import read_subjects, sidecar_path
 from tests.photo_corpus import load_photo, materialize
@@ -117,9 +118,10 @@ def test_tags_user_decisions_survive_retagging(indexed) -> None:
         tagger.set_user_tag(cat, "Miso")
         offset = index.conn.execute("SELECT threshold_offset FROM vocabulary WHERE tag = ?", (rejected,)).fetchone()[0]
         assert offset > 0  # rejecting raised that tag's threshold
-        matrix, ids, stored = index.load_embeddings("starter", 384)
-        row = stored.index(cat)
-        tagger.tag_photos(lib.model(), [int(ids[row])], matrix[row : row + 1])  # the model tags again
+        store = index.vector_snapshot("starter", 384)
+        row = index.paths_of(store.ids).index(cat)
+        vector = store.vector(row)[None, :]
+        tagger.tag_photos(lib.model(), [int(store.ids[row])], vector)  # the model tags again
         after = {t.tag: t for t in tagger.tags_of(cat, include_rejected=True)}
     assert after["miso"].source == "user" and after["miso"].state == "confirmed"
     assert after[rejected].state == "rejected"  # not brought back by the model
@@ -144,7 +146,7 @@ def test_model_switch_keeps_serving_old_model_until_complete(indexed, starter_pa
     shutil.copytree(starter_package_dir, second)
     card = json.loads((second / "model_card.json").read_text())
     (second / "model_card.json").write_text(json.dumps({**card, "id": "starter-b"}))
-    lib.store.set_active("starter-b")
+    lib.use("starter-b")  # installed behind the library's back: `use` reads the packages again
     assert lib.serving_model_id() == "starter"  # nothing embedded with the new model yet
     assert _names(lib.search_engine().search("a cat"))[0] == "chelsea_cat"
 
@@ -177,9 +179,11 @@ def test_export_xmp_writes_sidecars_that_read_back(indexed) -> None:
 def test_unit_vectors_are_stored(indexed) -> None:
     lib, _ = indexed
     with lib.open_index() as index:
-        matrix, ids, stored = index.load_embeddings("starter", 384)
-    assert len(set(stored)) == len(stored) == len(NAMES)
-    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+        store = index.vector_snapshot("starter", 384)
+        stored = index.paths_of(store.ids)
+    assert len(set(stored)) == len(stored) == len(NAMES) and store.live.all()
+    # float16 rows: unit length to float16's precision (a relative 2**-11 per value)
+    np.testing.assert_allclose(np.linalg.norm(store.matrix.astype(np.float32), axis=1), 1.0, atol=2e-3)
 
 
 def test_indexing_makes_grid_thumbnails_from_the_same_decode(indexed) -> None:
@@ -192,3 +196,45 @@ def test_indexing_makes_grid_thumbnails_from_the_same_decode(indexed) -> None:
         assert thumb.is_file()
         with Image.open(thumb) as image:
             assert max(image.size) == 256
+
+
+def test_structured_folder_and_tag_filters_are_never_retyped_as_query_text(library: Path, tmp_path: Path) -> None:
+    """The GUI's folder and tag pickers reach core as structure: a folder name that reads like query syntax and a
+    tag with spaces filter exactly, whatever the typed text says."""
+    staged = materialize(tmp_path / "staged", ["chelsea_cat", "coffee", "motorcycle"])
+    odd = tmp_path / "photos" / 'trip "2021" tag:dog -beach'
+    plain = tmp_path / "photos" / "plain"
+    odd.mkdir(parents=True)
+    plain.mkdir()
+    shutil.copy(staged["chelsea_cat"], odd / "cat.jpg")
+    shutil.copy(staged["coffee"], odd / "coffee.jpg")
+    shutil.copy(staged["motorcycle"], plain / "motorcycle.jpg")
+    lib = Library(library)
+    lib.index([tmp_path / "photos"])
+    lib.edit_tags(str((plain / "motorcycle.jpg").resolve()), add=["weekend ride"])
+    lib.edit_tags(str((odd / "coffee.jpg").resolve()), add=["weekend ride"])
+
+    in_odd = lib.search(SearchRequest("", folder=str(odd.resolve()), every_filter_match=True))
+    assert sorted(_names(in_odd.hits)) == ["cat", "coffee"] and not in_odd.ranked
+    tagged = lib.search(SearchRequest("a cup of coffee", tag="weekend ride"))
+    assert _names(tagged.hits)[0] == "coffee" and sorted(_names(tagged.hits)) == ["coffee", "motorcycle"]
+    both = lib.search(SearchRequest("a cat", folder=str(odd.resolve()), tag="weekend ride"))
+    assert _names(both.hits) == ["coffee"] and both.ranked
+
+
+def test_search_engine_is_kept_until_the_embeddings_change(library: Path, tmp_path: Path, monkeypatch) -> None:
+    staged = materialize(tmp_path / "photos", ["chelsea_cat", "coffee"])
+    lib = Library(library)
+    lib.index([tmp_path / "photos"])
+    reads = []
+    original_list = lib.store.list
+    monkeypatch.setattr(lib.store, "list", lambda: reads.append(1) or original_list())
+    first = lib.search_engine()
+    assert lib.search_engine() is first and lib.search(SearchRequest("a cat")).hits
+    assert len(reads) <= 1  # the installed packages are read once, not on every query
+    extra = tmp_path / "more"
+    materialize(extra, ["motorcycle"])
+    lib.index([extra])
+    again = lib.search_engine()
+    assert again is not first and "motorcycle" in _names(lib.search(SearchRequest("a motorcycle")).hits)
+    assert len(staged) == 2

@@ -65,7 +65,9 @@ def test_card_records_parity_hashes_and_licence(starter_package_dir: Path) -> No
         "vocab.txt",
         "LICENSE.txt",
     }
-    assert card.parity["image_float32_max_abs_diff"] < 1e-4 and card.parity["text_max_abs_diff"] < 1e-4
+    assert card.parity["image_float32_max_abs_diff"] < 1e-4
+    # The text weights are stored as float16 (float32 arithmetic): raw MiniLM embeddings (norm 6-8) move by < 1e-3.
+    assert card.parity["text_max_abs_diff"] < 1e-3
     # The int8 encoder's check as run on the building CPU: on any CPU whose int8 does not saturate it holds.
     check = card.parity["image_int8_check"]
     assert check["views"] == 18 and check["cosine_min"] <= check["cosine_mean"] <= 1.0

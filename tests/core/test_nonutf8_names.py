@@ -107,8 +107,9 @@ def test_index_keeps_real_paths_and_folder_prefixes(tmp_path: Path) -> None:
         index.save_batch("m", [], np.zeros((0, 2), np.float32), [(raw_path(latin, b"bad\xff.jpg"), "broken", 1, 2)])
         assert set(index.file_states()) == set(inside + beside)
         assert index.folders() == [latin, "/fotos"]
-        assert index.photo_id(inside[0]) == ids[0] and index.photo_info(inside[0])["path"] == inside[0]
-        assert index.load_embeddings("m", 2)[2] == inside + beside
+        assert index.photo_id(inside[0]) == ids[0] and index.photo_info(inside[0]).path == inside[0]
+        store = index.vector_snapshot("m", 2)
+        assert index.paths_of(store.ids) == inside + beside
         assert index.errors() == [(raw_path(latin, b"bad\xff.jpg"), "broken")]
         moved = raw_path(latin, b"caf\xe8.jpg")
         index.move_photo(inside[0], moved, 100, 3)

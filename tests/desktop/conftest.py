@@ -43,7 +43,8 @@ def make_window(qtbot, settings_file: Path) -> Iterator[Callable[..., MainWindow
 @pytest.fixture(scope="session")
 def indexed(tmp_path_factory: pytest.TempPathFactory, starter_package_dir: Path) -> tuple[Path, Path]:
     """(photo folder, index database file): the corpus photos indexed once per test session with the starter
-    (the database also keeps core's tag-vocabulary embeddings, so tests that copy it skip that work)."""
+    (the database also keeps core's tag-vocabulary embeddings, so tests that copy it skip that work; the
+    embeddings themselves lie beside it, in `vectors/`)."""
     from desktop.library_service import LibraryService
 
     root = tmp_path_factory.mktemp("indexed")
@@ -61,5 +62,6 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, starter_package_dir: Path)
 def indexed_library(library: Path, indexed: tuple[Path, Path]) -> Path:
     """The `library` fixture with the corpus already indexed in it."""
     shutil.copyfile(indexed[1], library / "index.sqlite3")
+    shutil.copytree(indexed[1].with_name("vectors"), library / "vectors")  # the embedding store
     shutil.copyfile(indexed[1].with_name("settings.json"), library / "settings.json")  # core's serving model
     return library

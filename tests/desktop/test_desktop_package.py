@@ -28,7 +28,8 @@ def test_pyinstaller_package_builds_and_passes_its_self_test(tmp_path: Path, sta
     internal = app_dir / "_internal"
     assert (internal / "assets" / "models" / "starter" / "model_card.json").is_file()
     assert len(list((internal / "assets" / "selftest").iterdir())) == 3
-    assert not [p.name for p in internal.iterdir() if p.name.split(".")[0] in ("torch", "trainer", "tests")]
+    assert not [p.name for p in internal.iterdir() if p.name.split(".")[0] in ("torch", "trainer", "tests", "yaml")]
+    assert not list(internal.rglob("libqgtk3*")) and not list(internal.rglob("libgdk_pixbuf*"))  # GTK3 left out
 
     run_env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_DATA_HOME": str(tmp_path / "xdg")}
     run_env.pop("PHOTOSEEK_HOME", None)
@@ -38,3 +39,15 @@ def test_pyinstaller_package_builds_and_passes_its_self_test(tmp_path: Path, sta
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SELF-TEST OK model=starter" in done.stdout and "top=chelsea" in done.stdout
+    assert "thumbnails=3" in done.stdout and "tag_edit=ok" in done.stdout and "library=none-yet" in done.stdout
+
+    if sys.platform.startswith("linux"):  # the packaged app puts itself in the application menu
+        home = tmp_path / "home"
+        entry = subprocess.run(
+            [str(exe), "--install-desktop-entry"], env={**run_env, "HOME": str(home), "XDG_DATA_HOME": ""},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert entry.returncode == 0, entry.stdout + entry.stderr
+        text = (home / ".local" / "share" / "applications" / "photoseek.desktop").read_text()
+        assert f"Exec={exe} %F" in text and "Icon=photoseek" in text
+        assert (home / ".local" / "share" / "icons" / "hicolor" / "256x256" / "apps" / "photoseek.png").is_file()

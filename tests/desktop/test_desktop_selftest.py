@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.desktop.support import corpus_size
 from tests.support.paths import REPO
 
 
@@ -26,9 +28,21 @@ def test_self_test_indexes_searches_and_never_imports_torch(library: Path, tmp_p
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(line for line in done.stdout.splitlines() if line.startswith("SELF-TEST OK"))
     assert "model=starter" in line and "top=chelsea" in line and "platform=offscreen" in line
+    assert "thumbnails=3" in line and "tag_edit=ok" in line and "library=none-yet" in line
+    assert re.search(r"auto_tags=[^ ]+", line)  # the cat photo has tags of its own
     # The self-test's own check: neither torch nor the trainer was imported by the GUI, its workers or core.
     assert "imported" not in done.stderr
     assert not (library / "index.sqlite3").exists()  # it used a throw-away library, not the user's
+
+
+def test_self_test_finds_the_real_librarys_photos_without_changing_the_library(
+    indexed_library: Path, tmp_path: Path
+) -> None:
+    files = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in indexed_library.iterdir() if p.is_file()}
+    done = run_app("--self-test", "--library", str(indexed_library), tmp_path=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"library_photos={corpus_size()}/{corpus_size()}" in done.stdout
+    assert {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in indexed_library.iterdir() if p.is_file()} == files
 
 
 def test_self_test_fails_clearly_without_a_model(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.model_card import EncoderSpec, ModelCard, PreprocessSpec, TokenizerSpec, ViewSpec
-from trainer.package import finalize_package  # imports core only, never torch (the tiny package tests check it)
+from core.package_writer import finalize_package
 
 SEED = 20240612
 EMBED_DIM = 16

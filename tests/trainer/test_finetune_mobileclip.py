@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from skimage import data as skimage_data
 
 from core.encoders import ModelPackage
+from core.kept_checkpoints import keep_checkpoint
 from core.model_card import sha256_file
 from core.model_store import ModelStore
 from core.preprocess import preprocess
@@ -33,7 +34,7 @@ from trainer.finetune.album import read_album, split_album
 from trainer.finetune.mobileclip import MobileCLIPAlbumStudent
 from trainer.finetune.pipeline import FinetuneOptions, finetune
 from trainer.finetune.tuner import FinetuneError
-from trainer.mobileclip_export import keep_checkpoint, preprocess_spec
+from trainer.mobileclip_export import preprocess_spec
 from trainer.models.clip import create_model
 from trainer.models.golden_fill import build_filled
 

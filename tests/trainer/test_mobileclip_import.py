@@ -24,6 +24,7 @@ from core.encoders import ModelPackage
 from core.model_card import sha256_file
 from core.model_store import ModelStore
 from core.preprocess import preprocess
+from tests.support.core_process import run_without_torch
 from tests.support.golden import golden_file
 from trainer.checkpoints import (
     HEAD_BIAS_KEYS,
@@ -298,3 +299,19 @@ def test_cli_import_installs_and_activates(imported) -> None:
     store = ModelStore(package_dir.parent.parent)
     assert store.active_id() == "mobileclip-s0"
     assert store.find("mobileclip-s0").dir == package_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ROUND_TRIP)
+def test_core_import_without_torch_embeds_like_the_trainer_import(name: str, imported, tmp_path: Path) -> None:
+    """The torch-free route (`python -m core models import`, torch blocked) and the trainer's give the same
+    embeddings of real photos and captions within 1e-5, from the same torch.save file."""
+    checkpoint, trainer_dir = imported[name]
+    done = run_without_torch("models", "import", str(checkpoint), library=tmp_path / "library")
+    assert done.returncode == 0, done.stderr
+    ours, theirs = ModelPackage(tmp_path / "library" / "models" / name), ModelPackage(trainer_dir)
+    assert ours.card.preprocess == theirs.card.preprocess and ours.card.tokenizer == theirs.card.tokenizer
+    assert ours.card.architecture == theirs.card.architecture
+    photos = real_photos()
+    assert np.abs(ours.embed_images(photos) - theirs.embed_images(photos)).max() <= 1e-5
+    assert np.abs(ours.embed_texts(CAPTIONS) - theirs.embed_texts(CAPTIONS)).max() <= 1e-5

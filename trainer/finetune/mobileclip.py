@@ -44,14 +44,14 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from core.encoders import ModelPackage
+from core.kept_checkpoints import CHECKPOINT_DIR, checkpoint_record
 from core.model_card import ModelCard, sha256_file
 from trainer.checkpoints import load_checkpoint
-from trainer.download import CHECKPOINT_DIR
 from trainer.finetune.evaluate import zero_shot
 from trainer.finetune.forgetting import student_recall
 from trainer.finetune.reinforce import AlbumReinforcement, label_prompts
 from trainer.finetune.tuner import CHECK_TEXTS, Evaluate, FinetuneError, Log
-from trainer.mobileclip_export import checkpoint_record, parity_images, write_mobileclip_package
+from trainer.mobileclip_export import parity_images, write_mobileclip_package
 from trainer.models.clip import MODELS, MobileCLIP, create_model
 from trainer.models.fastvit_timm import FastVitImageEncoder
 from trainer.models.mci import MCiImageEncoder

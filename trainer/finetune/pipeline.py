@@ -27,6 +27,7 @@ import torch
 from core.encoders import ModelPackage
 from core.errors import ModelPackageError
 from core.model_store import ModelStore
+from core.package_writer import finalize_package, install_package, staging_dir
 from core.tagging import default_vocabulary
 from trainer.finetune.album import Album, AlbumPhoto, read_album, split_album
 from trainer.finetune.evaluate import agreement, album_metrics, concept_ranks
@@ -43,7 +44,6 @@ from trainer.finetune.mobileclip import MobileCLIPTuner, is_mobileclip
 from trainer.finetune.reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
 from trainer.finetune.starter import StarterTuner
 from trainer.finetune.tuner import Evaluate, FinetuneError, Log, Tuner, teacher_scale
-from trainer.package import finalize_package, install_package, staging_dir
 from trainer.train.config import TrainConfig
 from trainer.train.distributed import DistInfo, pick_device
 from trainer.train.loop import TrainResult, train

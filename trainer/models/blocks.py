@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from core import reparam
 
 KernelSize = int | tuple[int, int]
 
@@ -52,28 +55,16 @@ def same_padding(k: KernelSize) -> tuple[int, int]:
     return kh // 2, kw // 2
 
 
-def fold_bn(kernel: Tensor, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """Fold an eval-mode BatchNorm into the preceding bias-free conv kernel; returns float64 (kernel, bias)."""
-    std = (bn.running_var.double() + bn.eps).sqrt()
-    t = bn.weight.double() / std
-    return kernel.double() * t.reshape(-1, 1, 1, 1), bn.bias.double() - bn.running_mean.double() * t
+def as_numpy(t: Tensor) -> np.ndarray:
+    """A float64 numpy copy of a tensor (on any device), for the fusion math in ``core.reparam``."""
+    return t.detach().to("cpu", torch.float64).numpy()
 
 
-def identity_kernel(channels: int, groups: int, kernel_size: KernelSize) -> Tensor:
-    """Float64 conv kernel ``[channels, channels/groups, kh, kw]`` that maps x to x (1 at the centre tap)."""
-    kh, kw = pair(kernel_size)
-    per_group = channels // groups
-    kernel = torch.zeros(channels, per_group, kh, kw, dtype=torch.float64)
-    idx = torch.arange(channels)
-    kernel[idx, idx % per_group, kh // 2, kw // 2] = 1.0
-    return kernel
-
-
-def pad_kernel_to(kernel: Tensor, kernel_size: KernelSize) -> Tensor:
-    """Zero-pad a smaller centred kernel to ``kernel_size`` (both differences must be even)."""
-    kh, kw = pair(kernel_size)
-    dh, dw = kh - kernel.shape[2], kw - kernel.shape[3]
-    return F.pad(kernel, (dw // 2, dw // 2, dh // 2, dh // 2))
+def bn_of(bn: nn.BatchNorm2d) -> reparam.BatchNorm:
+    """An eval-mode BatchNorm module as ``core.reparam`` takes it."""
+    return reparam.BatchNorm(
+        as_numpy(bn.weight), as_numpy(bn.bias), as_numpy(bn.running_mean), as_numpy(bn.running_var), bn.eps
+    )
 
 
 def make_fused_conv(
@@ -82,11 +73,11 @@ def make_fused_conv(
     kernel_size: KernelSize,
     stride: int | tuple[int, int],
     groups: int,
-    kernel: Tensor,
-    bias: Tensor,
+    kernel: np.ndarray,
+    bias: np.ndarray,
     like: Tensor,
 ) -> nn.Conv2d:
-    """A biased conv (padding ``k // 2``) holding ``kernel`` / ``bias``, on the device and dtype of ``like``."""
+    """A biased conv (padding ``k // 2``) holding float64 ``kernel`` / ``bias``, on the device and dtype of ``like``."""
     conv = nn.Conv2d(
         in_ch,
         out_ch,
@@ -99,8 +90,8 @@ def make_fused_conv(
         dtype=like.dtype,
     )
     with torch.no_grad():
-        conv.weight.copy_(kernel)
-        conv.bias.copy_(bias)
+        conv.weight.copy_(torch.from_numpy(kernel))
+        conv.bias.copy_(torch.from_numpy(bias))
     return conv
 
 
@@ -140,9 +131,9 @@ class ConvBN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.bn(self.conv(x))
 
-    def folded(self) -> tuple[Tensor, Tensor]:
-        """Float64 (kernel, bias) of the conv with its BatchNorm folded in."""
-        return fold_bn(self.conv.weight, self.bn)
+    def as_numpy(self) -> reparam.ConvBN:
+        """The conv kernel and BatchNorm as ``core.reparam`` takes them."""
+        return reparam.ConvBN(as_numpy(self.conv.weight), bn_of(self.bn))
 
 
 class SqueezeExcite(nn.Module):
@@ -232,27 +223,22 @@ class MobileOneBlock(nn.Module):
                 out = out + branch(x)
         return self.act(self.se(out))
 
-    def fused_kernel_bias(self) -> tuple[Tensor, Tensor]:
+    def fused_kernel_bias(self) -> reparam.KernelBias:
         """Float64 (kernel, bias) of one conv equivalent to the sum of branches (works before and after fusion)."""
         if self.reparam_conv is not None:
-            return self.reparam_conv.weight.double(), self.reparam_conv.bias.double()
-        device = next(self.parameters()).device
-        kernel = torch.zeros(
-            self.out_ch, self.in_ch // self.groups, *self.kernel_size, dtype=torch.float64, device=device
-        )
-        bias = torch.zeros(self.out_ch, dtype=torch.float64, device=device)
+            return as_numpy(self.reparam_conv.weight), as_numpy(self.reparam_conv.bias)
         skip, convs, scale = self._branches()
-        if skip is not None:
-            k, b = fold_bn(identity_kernel(self.in_ch, self.groups, self.kernel_size).to(device), skip)
-            kernel, bias = kernel + k, bias + b
-        if scale is not None:
-            k, b = scale.folded()
-            kernel, bias = kernel + pad_kernel_to(k, self.kernel_size), bias + b
-        if convs is not None:
-            for branch in convs:
-                k, b = branch.folded()
-                kernel, bias = kernel + k, bias + b
-        return kernel, bias
+        return reparam.merge_mobileone(
+            reparam.MobileOneBranches(
+                self.in_ch,
+                self.out_ch,
+                self.groups,
+                self.kernel_size,
+                bn_of(skip) if skip is not None else None,
+                [branch.as_numpy() for branch in convs or ()],
+                scale.as_numpy() if scale is not None else None,
+            )
+        )
 
     def reparameterize(self) -> None:
         """Replace the branches by one biased conv ``reparam_conv`` (SE and activation are kept)."""
@@ -311,17 +297,9 @@ class ReparamLargeKernelConv(nn.Module):
         if self.is_fused:
             return
         large = getattr(self, self.names.large)
-        k, b = large.folded()
-        ks, bs = self.small_conv.folded()
+        kernel, bias = reparam.merge_large_kernel(large.as_numpy(), self.small_conv.as_numpy(), pair(self.kernel_size))
         conv = make_fused_conv(
-            self.in_ch,
-            self.out_ch,
-            self.kernel_size,
-            self.stride,
-            self.groups,
-            k + pad_kernel_to(ks, self.kernel_size),
-            b + bs,
-            large.conv.weight,
+            self.in_ch, self.out_ch, self.kernel_size, self.stride, self.groups, kernel, bias, large.conv.weight
         )
         delattr(self, self.names.large)
         del self.small_conv
@@ -368,11 +346,12 @@ class RepMixer(nn.Module):
         """Fold identity, layer scale, mixer and norm into ``reparam_conv`` (depthwise, with bias)."""
         if self.reparam_conv is not None:
             return
-        ls = layer_scale_value(self.layer_scale).double().reshape(-1, 1, 1, 1)
-        km, bm = self.mixer.fused_kernel_bias()
-        kn, bn = self.norm.fused_kernel_bias()
-        kernel = identity_kernel(self.dim, self.dim, self.kernel_size).to(km.device) + ls * (km - kn)
-        bias = ls.reshape(-1) * (bm - bn)
+        kernel, bias = reparam.merge_repmixer(
+            as_numpy(layer_scale_value(self.layer_scale)),
+            self.mixer.fused_kernel_bias(),
+            self.norm.fused_kernel_bias(),
+            self.kernel_size,
+        )
         like = layer_scale_value(self.layer_scale)
         del self.norm, self.mixer, self.layer_scale
         self.reparam_conv = make_fused_conv(self.dim, self.dim, self.kernel_size, 1, self.dim, kernel, bias, like)
@@ -411,8 +390,8 @@ class RepCPE(nn.Module):
         if self.reparam_conv is not None:
             return
         pe = getattr(self, self.names.cpe)
-        kernel = identity_kernel(self.dim, self.dim, self.kernel_size).to(pe.weight.device) + pe.weight.double()
-        conv = make_fused_conv(self.dim, self.dim, self.kernel_size, 1, self.dim, kernel, pe.bias.double(), pe.weight)
+        kernel, bias = reparam.merge_repcpe(as_numpy(pe.weight), as_numpy(pe.bias))
+        conv = make_fused_conv(self.dim, self.dim, self.kernel_size, 1, self.dim, kernel, bias, pe.weight)
         delattr(self, self.names.cpe)
         self.reparam_conv = conv
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from core.mobileclip_detect import resolve_model_name
 from trainer.models import build_image_encoder, image_resolution
 from trainer.models.text_factory import build_text_encoder, text_config
 
@@ -135,11 +136,7 @@ MODELS: dict[str, ModelInfo] = {
 def resolve_name(name: str) -> str:
     """Canonical registry name for ``name``; accepts ``MobileCLIP2-S0``, ``mobileclip_s0``, ``mobileclip-b-lt``,
     ``MobileCLIP-L-14`` and the like. Raises ``KeyError`` listing the known names."""
-    key = name.strip().lower().replace("_", "-").replace("(lt)", "lt").replace(" ", "")
-    key = key.removesuffix(".pt").replace("b-lt", "blt").replace("l-14", "l14")
-    if key not in MODELS:
-        raise KeyError(f"unknown MobileCLIP model {name!r}; known: {', '.join(MODELS)}")
-    return key
+    return resolve_model_name(name, tuple(MODELS))
 
 
 def model_info(name: str) -> ModelInfo:

@@ -1,4 +1,5 @@
-"""Post-training int8 quantization of the starter's image encoder, calibrated on real photos.
+"""Post-training int8 quantization of the starter's image encoder, calibrated on real photos; a smaller file for its
+text encoder (the same float32 arithmetic).
 
 EfficientNet-Lite was designed for integer inference (ReLU6, no squeeze-excitation), so static per-channel int8
 runs about twice as fast as float32 in onnxruntime: indexing a library is bound by this encoder. Only convolutions,
@@ -115,3 +116,32 @@ def _float_nodes(graph: Path) -> list[str]:
     if not names:
         raise RuntimeError(f"{graph}: none of the layers to keep in float32 were found (node names changed?)")
     return names
+
+
+def shrink_text_encoder(graph_file: Path) -> None:
+    """Halve the starter's exported text encoder in place, keeping float32 arithmetic: its large weights are stored
+    as float16 and cast back to float32 where they are used (onnxruntime folds the casts once, when it loads it).
+
+    Unit embeddings move by at most 1e-4 and no tag or rank changes on the corpus. int8 does not hold: onnxruntime's
+    dynamic int8 MatMuls change a third of the photos' tag sets, and an int8 token table (a scale per row) moves
+    unit embeddings by 1.3e-3, past the 1e-3 the album fine-tune allows between the package and the MiniLM weights
+    it rebuilds (bench/text_precision.py measures all three).
+    """
+    model = onnx.load(str(graph_file))
+    _float16_weights(model.graph)
+    onnx.save(model, str(graph_file))
+
+
+def _float16_weights(graph: onnx.GraphProto, min_elements: int = 4096) -> None:
+    """Large float32 weights stored as float16, each cast back to float32 before use (onnxruntime folds the casts
+    once, when it loads the graph, so the arithmetic stays float32)."""
+    casts = []
+    for weight in list(graph.initializer):
+        if weight.data_type != onnx.TensorProto.FLOAT or np.prod(weight.dims) < min_elements:
+            continue
+        half = onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weight).astype(np.float16), f"{weight.name}.f16")
+        graph.initializer.remove(weight)
+        graph.initializer.append(half)
+        casts.append(onnx.helper.make_node("Cast", [half.name], [weight.name], to=onnx.TensorProto.FLOAT))
+    for cast in reversed(casts):
+        graph.node.insert(0, cast)

@@ -171,11 +171,12 @@ def export_trained(
     fine-tuning rebuilds the model from); the card carries the run's config, data, teachers and final training
     metrics. Returns the installed package folder; raises FileNotFoundError when the run has not finished.
     """
+    from core.kept_checkpoints import checkpoint_record, keep_checkpoint
     from core.model_card import sha256_file
     from core.model_store import ModelStore
+    from core.package_writer import finalize_package, install_package, staging_dir
     from trainer.checkpoints import load_checkpoint
-    from trainer.mobileclip_export import checkpoint_record, keep_checkpoint, write_mobileclip_package
-    from trainer.package import finalize_package, install_package, staging_dir
+    from trainer.mobileclip_export import write_mobileclip_package
     from trainer.reinforce.reader import read_card
 
     weights = Path(cfg.out_dir) / WEIGHTS_FILE

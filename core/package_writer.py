@@ -1,4 +1,7 @@
-"""Write model packages (the contract core reads): files, hashes, card, atomic install."""
+"""Write model packages (the contract core reads): files, hashes, card, atomic install.
+
+Used by the trainer (exports) and by core (torch-free checkpoint imports), so both install packages the same way.
+"""
 
 from __future__ import annotations
 

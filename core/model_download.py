@@ -1,0 +1,158 @@
+"""Download a checkpoint: streamed into ``<file>.part``, resumed, size- and hash-checked (no torch).
+
+Streamed with urllib, resumed with HTTP Range requests after a cut connection (in the same run, and in a later
+run), checked against the expected size (else the server's Content-Length) and, when one is known, the sha256.
+Apple publishes no sizes or hashes for the MobileCLIP files, so for them the size comes from the server and the
+sha256 is computed afterwards and recorded in the model card's provenance. Used by ``python -m core models
+download`` and ``python -m trainer download``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from core.errors import PhotoSeekError
+
+_APPLE_CDN = "https://docs-assets.developer.apple.com/ml-research/datasets/mobileclip/"
+_HF = "https://huggingface.co/apple/{repo}/resolve/main/{file}"
+
+# Official locations (ml-mobileclip README and get_pretrained_models.sh; Hugging Face repositories apple/*).
+OFFICIAL_URLS: dict[str, str] = {
+    "mobileclip-s0": _APPLE_CDN + "mobileclip_s0.pt",
+    "mobileclip-s1": _APPLE_CDN + "mobileclip_s1.pt",
+    "mobileclip-s2": _APPLE_CDN + "mobileclip_s2.pt",
+    "mobileclip-b": _APPLE_CDN + "mobileclip_b.pt",
+    "mobileclip-blt": _APPLE_CDN + "mobileclip_blt.pt",
+    "mobileclip-s3": _HF.format(repo="MobileCLIP-S3", file="mobileclip_s3.pt"),
+    "mobileclip-s4": _HF.format(repo="MobileCLIP-S4", file="mobileclip_s4.pt"),
+    "mobileclip-l14": _HF.format(repo="MobileCLIP-L-14", file="mobileclip_l14.pt"),
+    "mobileclip2-s0": _HF.format(repo="MobileCLIP2-S0", file="mobileclip2_s0.pt"),
+    "mobileclip2-s2": _HF.format(repo="MobileCLIP2-S2", file="mobileclip2_s2.pt"),
+    "mobileclip2-b": _HF.format(repo="MobileCLIP2-B", file="mobileclip2_b.pt"),
+    "mobileclip2-s3": _HF.format(repo="MobileCLIP2-S3", file="mobileclip2_s3.pt"),
+    "mobileclip2-s4": _HF.format(repo="MobileCLIP2-S4", file="mobileclip2_s4.pt"),
+    "mobileclip2-l14": _HF.format(repo="MobileCLIP2-L-14", file="mobileclip2_l14.pt"),
+}
+_CHUNK = 1 << 20
+
+
+class DownloadError(PhotoSeekError):
+    """A checkpoint could not be downloaded completely and intact."""
+
+
+def _content_range(header: str | None) -> tuple[int, int | None]:
+    """(first byte, total size) of a ``Content-Range: bytes A-B/TOTAL`` header."""
+    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", (header or "").strip())
+    if not match:
+        raise DownloadError(f"the server sent an unusable Content-Range header: {header!r}")
+    return int(match.group(1)), None if match.group(2) == "*" else int(match.group(2))
+
+
+def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
+    headers = {"User-Agent": "PhotoSeek"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def download_file(
+    url: str,
+    dest: Path,
+    *,
+    expected_size: int | None = None,
+    expected_sha256: str | None = None,
+    show_progress: bool = False,
+    timeout: float = 60.0,
+    retries: int = 5,
+    retry_wait: float = 2.0,
+) -> Path:
+    """Download ``url`` to ``dest`` through ``dest.part``, resuming a partial file; returns ``dest``.
+
+    A cut connection is resumed with a Range request (up to ``retries`` times, waiting ``retry_wait`` x attempt
+    seconds); a partial file left by an earlier run is resumed too. The size must equal ``expected_size`` when
+    given, else the server's Content-Length; the sha256 must equal ``expected_sha256`` when given. Raises
+    DownloadError with the reason (HTTP status, size or hash mismatch, too many failures).
+    """
+    from tqdm import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    total = expected_size
+    failures = 0
+    with tqdm(unit="B", unit_scale=True, desc=dest.name, disable=not show_progress, leave=False) as bar:
+        while True:
+            have = part.stat().st_size if part.exists() else 0
+            if total is not None and have == total and have:
+                break
+            try:
+                with _open(url, have, timeout) as response:
+                    if response.status == 206:
+                        first, size = _content_range(response.headers.get("Content-Range"))
+                        if first != have:
+                            raise DownloadError(f"{url}: asked for byte {have} onwards, the server sent from {first}")
+                        mode = "ab"
+                    else:  # 200: the server ignored the Range header or we start fresh
+                        length = response.headers.get("Content-Length")
+                        size, have, mode = (int(length) if length else None), 0, "wb"
+                    if expected_size is not None and size is not None and size != expected_size:
+                        raise DownloadError(
+                            f"{url}: the server offers {size:,} bytes but {expected_size:,} are expected: refused "
+                            "(wrong URL or a changed file)"
+                        )
+                    total = size if size is not None else total
+                    bar.reset(total=total)
+                    bar.update(have)
+                    with part.open(mode) as out:
+                        while chunk := response.read(_CHUNK):
+                            out.write(chunk)
+                            bar.update(len(chunk))
+            except urllib.error.HTTPError as exc:
+                if exc.code == 416 and have:  # nothing after our partial file: complete if the sizes agree
+                    found = re.fullmatch(r"bytes \*/(\d+)", (exc.headers.get("Content-Range") or "").strip())
+                    if found and int(found.group(1)) == have and expected_size in (None, have):
+                        total = have
+                        break
+                    part.unlink()
+                    continue
+                hint = " (no such file at this URL; pass --url with its current location)" if exc.code == 404 else ""
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}{hint}") from None
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                failures += 1
+                if failures > retries:
+                    raise DownloadError(
+                        f"{url}: download failed {failures} times ({exc}); the partial file {part} is kept and the "
+                        "next run resumes it"
+                    ) from exc
+                time.sleep(retry_wait * failures)
+                continue
+            have = part.stat().st_size
+            if total is None or have == total:
+                total = have
+                break
+            if have > total:
+                part.unlink()
+                raise DownloadError(f"{url}: received {have:,} bytes, more than the announced {total:,}: refused")
+            failures += 1  # the connection ended early: resume from where it stopped
+            if failures > retries:
+                raise DownloadError(f"{url}: the connection kept ending early ({have:,} of {total:,} bytes)")
+            time.sleep(retry_wait * failures)
+    if expected_size is not None and total != expected_size:
+        raise DownloadError(f"{url}: {total:,} bytes received, {expected_size:,} expected")
+    if expected_sha256 is not None:
+        digest = hashlib.sha256()
+        with part.open("rb") as handle:
+            while block := handle.read(_CHUNK):
+                digest.update(block)
+        if digest.hexdigest() != expected_sha256.lower():
+            part.unlink()
+            raise DownloadError(f"{url}: sha256 {digest.hexdigest()} does not match the expected {expected_sha256}")
+    os.replace(part, dest)
+    return dest

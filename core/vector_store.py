@@ -1,0 +1,356 @@
+"""Each model's embeddings as one contiguous float16 matrix on disk, memory-mapped for search, photo ids beside it.
+
+Files, in `<library>/vectors/`: `<store>-<generation>.f16` (rows x dim float16) and `<store>-<generation>.ids` (int64
+photo ids, same row order). SQLite stays the source of truth, in the index's own transactions:
+- `vector_stores`: each model's store, its file generation and how many rows are *committed*;
+- `vectors`: which row holds each (photo, store) embedding: a photo counts as embedded only through it;
+- `dead_rows`: rows whose photo was deleted or re-embedded (a trigger on `vectors` adds them), skipped by search
+  until a compaction rewrites the live rows into the next generation.
+
+An append writes its rows past the committed count, fsyncs, then commits the new count in the same write
+transaction (which also serialises writers across processes). A kill before the commit leaves rows past the
+count that the next append overwrites; a file found shorter than its count (power loss) is cut back to what it
+holds, and the photos whose rows were lost lack an embedding, so the next index run embeds them again.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import LibraryError
+from core.scoring import score_rows
+
+STORE_DIR = "vectors"
+ROW_DTYPE = np.dtype(np.float16)
+ID_DTYPE = np.dtype(np.int64)
+COMPACT_MIN_DEAD = 1024  # below this many dead rows a compaction is not worth a rewrite
+COMPACT_DEAD_FRACTION = 0.25
+LEGACY_BATCH = 20_000
+
+Transaction = Callable[[], AbstractContextManager[None]]
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """One model's store as committed: its id, file generation, committed rows and row width."""
+
+    store_id: int
+    model_id: str
+    generation: int
+    rows: int
+    dim: int
+
+
+@dataclass(frozen=True)
+class VectorSnapshot:
+    """A model's embeddings as committed when opened: read-only memory maps that later appends do not change."""
+
+    model_id: str
+    dim: int
+    matrix: np.ndarray  # [rows, dim] float16
+    ids: np.ndarray  # [rows] int64 photo ids
+    live: np.ndarray  # [rows] bool: False where the photo is gone or was embedded again
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.live))
+
+    def scores(self, queries: np.ndarray) -> np.ndarray:
+        """float32 [rows, K] cosine scores for unit queries [K, dim]; dead rows score -inf."""
+        scores = score_rows(self.matrix, queries)
+        scores[~self.live] = -np.inf
+        return scores
+
+    def vector(self, row: int) -> np.ndarray:
+        return self.matrix[row].astype(np.float32)
+
+
+def _empty_snapshot(model_id: str, dim: int) -> VectorSnapshot:
+    return VectorSnapshot(model_id, dim, np.zeros((0, dim), ROW_DTYPE), np.zeros(0, ID_DTYPE), np.zeros(0, bool))
+
+
+def _write_at(path: Path, offset: int, data: bytes) -> None:
+    """Write bytes at an offset and make them durable before the caller commits the rows that point at them."""
+    with open(path, "r+b" if path.exists() else "w+b") as file:
+        file.seek(offset)
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+class VectorStores:
+    """The embedding stores of one library, on the index's connection; writes run inside the caller's transaction
+    unless said otherwise."""
+
+    def __init__(self, conn: sqlite3.Connection, library: Path, transaction: Transaction) -> None:
+        self.conn = conn
+        self.folder = Path(library) / STORE_DIR
+        self.transaction = transaction
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def state(self, model_id: str) -> StoreState | None:
+        row = self.conn.execute(
+            "SELECT id, generation, rows, dim FROM vector_stores WHERE model_id = ?", (model_id,)
+        ).fetchone()
+        return None if row is None else StoreState(row[0], model_id, row[1], row[2], row[3])
+
+    def files(self, state: StoreState) -> tuple[Path, Path]:
+        stem = f"{state.store_id}-{state.generation}"
+        return self.folder / f"{stem}.f16", self.folder / f"{stem}.ids"
+
+    def embedded_ids(self, model_id: str, dim: int | None = None) -> set[int]:
+        """Ids of the photos with a committed embedding from this model (none when its rows are not `dim` wide)."""
+        state = self.state(model_id)
+        if state is None or (dim is not None and state.dim != dim):
+            return set()
+        return {r[0] for r in self.conn.execute("SELECT photo_id FROM vectors WHERE store_id = ?", (state.store_id,))}
+
+    def count(self, model_id: str, dim: int | None = None) -> int:
+        """How many photos have a committed embedding from this model (0 when its rows are not `dim` wide)."""
+        state = self.state(model_id)
+        if state is None or (dim is not None and state.dim != dim):
+            return 0
+        return self.conn.execute("SELECT COUNT(*) FROM vectors WHERE store_id = ?", (state.store_id,)).fetchone()[0]
+
+    def embedded_among(self, model_id: str, dim: int | None, photo_ids: Sequence[int]) -> set[int]:
+        """Which of these photos have a committed embedding from this model (with rows `dim` wide, when given)."""
+        if len(photo_ids) > 50_000:  # most of the library: one scan beats many lookups
+            return self.embedded_ids(model_id, dim) & set(photo_ids)
+        state = self.state(model_id)
+        if state is None or (dim is not None and state.dim != dim):
+            return set()
+        found: set[int] = set()
+        for start in range(0, len(photo_ids), 500):
+            part = list(photo_ids[start : start + 500])
+            query = f"SELECT photo_id FROM vectors WHERE store_id = ? AND photo_id IN ({','.join('?' * len(part))})"
+            found.update(r[0] for r in self.conn.execute(query, [state.store_id, *part]))
+        return found
+
+    def version(self, model_id: str) -> tuple[int, int, int]:
+        """Changes whenever the model's committed rows do (appends, deletions, compaction): (generation, rows,
+        dead rows)."""
+        state = self.state(model_id)
+        if state is None:
+            return (-1, 0, 0)
+        dead = self.conn.execute("SELECT COUNT(*) FROM dead_rows WHERE store_id = ?", (state.store_id,)).fetchone()[0]
+        return (state.generation, state.rows, dead)
+
+    def counts(self) -> dict[str, int]:
+        """Embedded photos per model."""
+        rows = self.conn.execute(
+            "SELECT s.model_id, COUNT(*) FROM vectors v JOIN vector_stores s ON s.id = v.store_id GROUP BY s.model_id"
+        )
+        return dict(rows)
+
+    def row_of(self, model_id: str, photo_id: int) -> int | None:
+        row = self.conn.execute(
+            "SELECT v.row FROM vectors v JOIN vector_stores s ON s.id = v.store_id WHERE s.model_id = ? AND "
+            "v.photo_id = ?",
+            (model_id, photo_id),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def snapshot(self, model_id: str, dim: int) -> VectorSnapshot:
+        """Map a model's committed rows. Repairs a store whose files lost rows (power loss) before mapping it."""
+        for _ in range(3):  # a compaction in another process may retire the generation between read and map
+            self.conn.execute("BEGIN")
+            try:
+                state = self.state(model_id)
+                if state is None or state.rows == 0:
+                    return _empty_snapshot(model_id, dim)
+                if state.dim != dim:
+                    raise LibraryError(
+                        f"the index holds {state.dim}-d embeddings for model '{model_id}', which now makes {dim}-d "
+                        "ones: index the library again"
+                    )
+                if self._held_rows(state) >= state.rows:
+                    return self._map(state)
+            finally:
+                self.conn.execute("COMMIT")
+            self._repair(model_id)
+        raise LibraryError(f"the embeddings of model '{model_id}' kept changing while being opened: try again")
+
+    def _held_rows(self, state: StoreState) -> int:
+        matrix_path, ids_path = self.files(state)
+        return min(_size(matrix_path) // (state.dim * ROW_DTYPE.itemsize), _size(ids_path) // ID_DTYPE.itemsize)
+
+    def _map(self, state: StoreState) -> VectorSnapshot:
+        """Map a store whose files hold every committed row (inside a transaction, so the state is current)."""
+        if state.rows == 0:
+            return _empty_snapshot(state.model_id, state.dim)
+        matrix_path, ids_path = self.files(state)
+        matrix = np.memmap(matrix_path, ROW_DTYPE, mode="r", shape=(state.rows, state.dim))
+        ids = np.memmap(ids_path, ID_DTYPE, mode="r", shape=(state.rows,))
+        dead = self.conn.execute(
+            "SELECT row FROM dead_rows WHERE store_id = ? AND row < ?", (state.store_id, state.rows)
+        ).fetchall()
+        live = np.ones(state.rows, bool)
+        live[np.asarray([r[0] for r in dead], np.int64)] = False
+        return VectorSnapshot(state.model_id, state.dim, matrix, ids, live)
+
+    def _repair(self, model_id: str) -> None:
+        """Forget rows past what the files hold: their photos get embedded again by the next index run. Measured
+        under the write lock, so a compaction or append in another process cannot be mistaken for a loss."""
+        with self.transaction():
+            state = self.state(model_id)
+            if state is not None:
+                self._cut_back(state)
+
+    def _cut_back(self, state: StoreState) -> StoreState:
+        held = self._held_rows(state)
+        if held >= state.rows:
+            return state
+        self.conn.execute("DELETE FROM vectors WHERE store_id = ? AND row >= ?", (state.store_id, held))
+        self.conn.execute("DELETE FROM dead_rows WHERE store_id = ? AND row >= ?", (state.store_id, held))
+        self.conn.execute("UPDATE vector_stores SET rows = ? WHERE id = ?", (held, state.store_id))
+        return self.state(state.model_id)  # type: ignore[return-value]
+
+    # --- writing (inside the caller's write transaction) -----------------------------------------
+
+    def append(self, model_id: str, photo_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store embeddings of photos (replacing any this model had for them), committed with the caller's
+        transaction."""
+        if not len(photo_ids):
+            return
+        state = self._state_for_writing(model_id, vectors.shape[1])
+        self.conn.executemany(
+            "DELETE FROM vectors WHERE photo_id = ? AND store_id = ?", [(pid, state.store_id) for pid in photo_ids]
+        )
+        matrix_path, ids_path = self.files(state)
+        rows = np.ascontiguousarray(vectors, dtype=ROW_DTYPE)
+        _write_at(matrix_path, state.rows * state.dim * ROW_DTYPE.itemsize, rows.tobytes())
+        _write_at(ids_path, state.rows * ID_DTYPE.itemsize, np.asarray(photo_ids, ID_DTYPE).tobytes())
+        self.conn.executemany(
+            "INSERT INTO vectors(photo_id, store_id, row) VALUES (?, ?, ?)",
+            [(pid, state.store_id, state.rows + i) for i, pid in enumerate(photo_ids)],
+        )
+        self.conn.execute(
+            "UPDATE vector_stores SET rows = ? WHERE id = ?", (state.rows + len(photo_ids), state.store_id)
+        )
+
+    def _state_for_writing(self, model_id: str, dim: int) -> StoreState:
+        """The model's store, created on first use; a store of another width (the package under this id was
+        replaced by a different model) starts over in a new generation."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = self.state(model_id)
+        if state is not None:
+            state = self._cut_back(state)  # never append past a hole that a power loss left
+        if state is None:
+            self.conn.execute(
+                "INSERT INTO vector_stores(model_id, generation, rows, dim) VALUES (?, 0, 0, ?)", (model_id, dim)
+            )
+            return self.state(model_id)  # type: ignore[return-value]
+        if state.dim != dim:
+            self.conn.execute("DELETE FROM vectors WHERE store_id = ?", (state.store_id,))
+            self.conn.execute("DELETE FROM dead_rows WHERE store_id = ?", (state.store_id,))
+            self.conn.execute(
+                "UPDATE vector_stores SET generation = generation + 1, rows = 0, dim = ? WHERE id = ?",
+                (dim, state.store_id),
+            )
+            return self.state(model_id)  # type: ignore[return-value]
+        return state
+
+    # --- maintenance (own transactions) ----------------------------------------------------------
+
+    def needs_compaction(self, model_id: str) -> bool:
+        state = self.state(model_id)
+        if state is None:
+            return False
+        dead = self.conn.execute("SELECT COUNT(*) FROM dead_rows WHERE store_id = ?", (state.store_id,)).fetchone()[0]
+        return dead >= COMPACT_MIN_DEAD and dead >= COMPACT_DEAD_FRACTION * state.rows
+
+    def compact(self, model_id: str) -> None:
+        """Rewrite the live rows into the next generation (dead rows dropped, order kept) and retire the old one."""
+        with self.transaction():
+            state = self.state(model_id)
+            if state is None:
+                return
+            old = self._map(self._cut_back(state))
+            new = StoreState(state.store_id, model_id, state.generation + 1, len(old), state.dim)
+            matrix_path, ids_path = self.files(new)
+            for path in (matrix_path, ids_path):
+                path.unlink(missing_ok=True)  # left by a compaction that was killed before it committed
+            keep = np.flatnonzero(old.live)
+            _write_at(ids_path, 0, old.ids[keep].tobytes())
+            for start in range(0, len(keep), 65_536):
+                part = keep[start : start + 65_536]
+                _write_at(matrix_path, start * state.dim * ROW_DTYPE.itemsize, old.matrix[part].tobytes())
+            self.conn.executemany(
+                "UPDATE vectors SET row = ? WHERE photo_id = ? AND store_id = ?",
+                ((new_row, int(pid), state.store_id) for new_row, pid in enumerate(old.ids[keep])),
+            )
+            self.conn.execute("DELETE FROM dead_rows WHERE store_id = ?", (state.store_id,))
+            self.conn.execute(
+                "UPDATE vector_stores SET generation = ?, rows = ? WHERE id = ?",
+                (new.generation, new.rows, state.store_id),
+            )
+        del old
+        self._retire_old_generations(new)
+
+    def drop(self, model_id: str) -> None:
+        """Forget a model's embeddings (its package was removed) and delete its files."""
+        with self.transaction():
+            state = self.state(model_id)
+            if state is None:
+                return
+            self.conn.execute("DELETE FROM vectors WHERE store_id = ?", (state.store_id,))
+            self.conn.execute("DELETE FROM dead_rows WHERE store_id = ?", (state.store_id,))
+            self.conn.execute("DELETE FROM vector_stores WHERE id = ?", (state.store_id,))
+        for path in self.folder.glob(f"{state.store_id}-*"):
+            try:
+                path.unlink()
+            except OSError:
+                pass  # still mapped by a reader on a system that refuses that: an orphan, never read again
+
+    def _retire_old_generations(self, state: StoreState) -> None:
+        current = {p.name for p in self.files(state)}
+        for path in self.folder.glob(f"{state.store_id}-*"):
+            if path.name not in current:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass  # still mapped by a reader on a system that refuses that; the next compaction retries
+
+    def convert_legacy(self) -> None:
+        """Move embeddings from the schema-2 BLOB table into the stores, batch by batch, then drop the table."""
+        while True:
+            with self.transaction():
+                if not self._has_legacy_table():
+                    return
+                rows = self.conn.execute(
+                    "SELECT photo_id, model_id, vector FROM legacy_embeddings ORDER BY model_id, photo_id LIMIT ?",
+                    (LEGACY_BATCH,),
+                ).fetchall()
+                if not rows:
+                    self.conn.execute("DROP TABLE legacy_embeddings")
+                    return
+                for model_id in dict.fromkeys(r[1] for r in rows):
+                    self._convert_model_rows([r for r in rows if r[1] == model_id])
+                self.conn.executemany(
+                    "DELETE FROM legacy_embeddings WHERE photo_id = ? AND model_id = ?", [r[:2] for r in rows]
+                )
+
+    def _convert_model_rows(self, rows: list[tuple[int, str, bytes]]) -> None:
+        width = max(len(r[2]) for r in rows)
+        usable = [r for r in rows if len(r[2]) == width and width % 4 == 0]  # others get embedded again
+        if usable:
+            vectors = np.frombuffer(b"".join(r[2] for r in usable), np.float32).reshape(len(usable), width // 4)
+            self.append(rows[0][1], [r[0] for r in usable], vectors)
+
+    def _has_legacy_table(self) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'legacy_embeddings'"
+        return self.conn.execute(query).fetchone() is not None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,26 @@
+"""Run ``python -m core`` in a child process where torch cannot be imported (tests/support/no_torch)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.paths import REPO
+
+NO_TORCH = REPO / "tests" / "support" / "no_torch"
+
+
+def run_without_torch(*args: str, library: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m core ARGS --library LIBRARY`` with torch and the train extra blocked; output captured."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PHOTOSEEK_HOME", "PYTHONPATH")}
+    env.update({"PYTHONPATH": str(NO_TORCH), "XDG_DATA_HOME": str(library.parent / "xdg")})
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args, "--library", str(library)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
