@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.trainer.train_support import TEACHERS, config, student, tiny_data  # noqa: E402
-from trainer.train.accumulate import _rng_state, _set_rng_state  # noqa: E402
+from trainer.train.accumulate import device_rng_state, set_device_rng_state  # noqa: E402
 from trainer.train.distributed import DistInfo, init_distributed, pick_device, shutdown  # noqa: E402
 from trainer.train.loop import train  # noqa: E402
 
@@ -53,9 +53,9 @@ def precision_and_accumulation(device: torch.device, tmp: Path) -> None:
 
 def rng_replay(device: torch.device) -> None:
     x = torch.ones(4096, device=device)
-    state = _rng_state(device)
+    state = device_rng_state(device)
     first = torch.nn.functional.dropout(x, 0.5)
-    _set_rng_state(state, device)
+    set_device_rng_state(state, device)
     again = torch.nn.functional.dropout(x, 0.5)
     kind = "CUDA" if device.type == "cuda" else "CPU"
     check("RNG replay", torch.equal(first, again), f"{kind} dropout mask redrawn after restoring the saved state")
