@@ -56,7 +56,9 @@ def tag_quality(model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarr
         try:
             tagger = Tagger(index)
             tags, matrix = tagger.tag_matrix(model)
-            suggested = [{tag for tag, _ in pairs} for pairs in tagger.suggest(images, tags, matrix)]
+            suggested = [
+                {tag for tag, _ in pairs} for pairs in tagger.suggest(images, tags, matrix, model.card.tagging)
+            ]
         finally:
             index.close()
     vocabulary = set(tags)

@@ -80,6 +80,15 @@ class ImageCheckSpec:
 
 
 @dataclass(frozen=True)
+class TaggingSpec:
+    """How the model's tags are chosen, measured for this model (core.tagging): a tag's z-score across the
+    vocabulary must reach `min_z` (plus the user's offset for it), and a photo gets at most `max_tags` tags."""
+
+    min_z: float
+    max_tags: int
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """The parsed `model_card.json` of a model package."""
 
@@ -98,6 +107,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     query_template: str = "{}"
     image_check: ImageCheckSpec | None = None
+    tagging: TaggingSpec | None = None  # None: core.tagging's defaults (cards before it had none)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -161,6 +171,18 @@ def _parse_image_check(data: Any, image_encoder: EncoderSpec, where: str) -> Ima
     return ImageCheckSpec(_require(data, "views", str, where), fallback, min_cosine)
 
 
+def _parse_tagging(data: Any, where: str) -> TaggingSpec | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ModelPackageError(f"{where}: 'tagging' in the model card must be an object")
+    min_z = float(_require(data, "min_z", (int, float), where))
+    max_tags = _require(data, "max_tags", int, where)
+    if not 0 < min_z <= 10 or not 1 <= max_tags <= 50:
+        raise ModelPackageError(f"{where}: tagging needs 0 < min_z <= 10 and 1 <= max_tags <= 50")
+    return TaggingSpec(min_z, max_tags)
+
+
 def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
     """Validate a card's JSON object and return it typed; raise ModelPackageError naming what is wrong."""
     if not isinstance(data, dict):
@@ -206,6 +228,7 @@ def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
         metrics=data.get("metrics", {}),
         query_template=query_template,
         image_check=_parse_image_check(data.get("image_check"), image_encoder, where),
+        tagging=_parse_tagging(data.get("tagging"), where),
         format_version=version,
     )
 
