@@ -27,13 +27,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.cutoff import bank_stats, matches  # noqa: E402
 from core.encoders import ModelPackage  # noqa: E402
 from core.index_db import PhotoIndex  # noqa: E402
 from core.model_store import ModelStore  # noqa: E402
 from core.paths import library_dir  # noqa: E402
 from core.tagging import Tagger  # noqa: E402
 from tests.photo_corpus import CorpusPhoto, available_photos, load_photo  # noqa: E402
-from tests.photo_corpus_tags import QUERY_GROUPS, groups_of  # noqa: E402
+from tests.photo_corpus_tags import ABSENT_QUERIES, QUERY_GROUPS, groups_of  # noqa: E402
 
 KS = (1, 5, 10)
 
@@ -49,18 +50,17 @@ def caption_ranks(model: ModelPackage, photos: list[CorpusPhoto], images: np.nda
     return np.array([int(np.sum(row > row[i])) for i, row in enumerate(similarity)])
 
 
-def tag_quality(model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarray) -> dict[str, float]:
+def tag_quality(
+    model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarray, tags: list[str], matrix: np.ndarray
+) -> dict[str, float]:
     """Precision and recall of the tagger's tags against the person-given ones (vocabulary words only)."""
     with tempfile.TemporaryDirectory() as tmp:
         index = PhotoIndex(Path(tmp))
         try:
-            tagger = Tagger(index)
-            tags, matrix = tagger.tag_matrix(model)
-            suggested = [
-                {tag for tag, _ in pairs} for pairs in tagger.suggest(images, tags, matrix, model.card.tagging)
-            ]
+            pairs = Tagger(index).suggest(images, tags, matrix, model.card.tagging)
         finally:
             index.close()
+    suggested = [{tag for tag, _ in row} for row in pairs]
     vocabulary = set(tags)
     truth = [set(p.tags) & vocabulary for p in photos]
     hits = sum(len(s & t) for s, t in zip(suggested, truth, strict=True))
@@ -72,6 +72,33 @@ def tag_quality(model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarr
         "tags_per_photo": given / len(photos),
         "untagged": sum(not s for s in suggested) / len(photos),
     }
+
+
+def vocabulary_matrix(model: ModelPackage) -> tuple[list[str], np.ndarray]:
+    """The default vocabulary and its tag embeddings, as a fresh library's tagger makes them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        index = PhotoIndex(Path(tmp))
+        try:
+            return Tagger(index).tag_matrix(model)
+        finally:
+            index.close()
+
+
+def cutoff_quality(model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarray, bank: np.ndarray) -> str:
+    """The card's search cutoff (core/cutoff.py): how often a caption's photo is among the default results, and how
+    many results the captions and the queries for absent things get."""
+    stats = bank_stats(images, bank)
+    captions = model.embed_texts([p.caption for p in photos], as_query=True) @ images.T
+    absent = model.embed_texts(list(ABSENT_QUERIES), as_query=True) @ images.T
+    kept = [matches(row, stats, model.card.cutoff) for row in captions]
+    found = np.mean([i in row for i, row in enumerate(kept)])
+    absent_counts = [len(matches(row, stats, model.card.cutoff)) for row in absent]
+    return (
+        f"  cutoff{'' if model.card.cutoff else ' (default, not measured for this card)'}: caption's photo among the "
+        f"results {found:.2f}, results per caption median {np.median([len(k) for k in kept]):.0f}; "
+        f"{len(ABSENT_QUERIES)} absent things: median {np.median(absent_counts):.1f}, max {max(absent_counts)} results "
+        f"(no cutoff: {len(photos)})"
+    )
 
 
 def embed_cost(models: list[ModelPackage], photos: list[CorpusPhoto], rounds: int = 3) -> list[float]:
@@ -99,11 +126,13 @@ def report(model: ModelPackage, label: str, photos: list[CorpusPhoto]) -> None:
     for name, mask in rows:
         recalls = "  ".join(f"R@{k} {recall_at(ranks[mask], k):.2f}" for k in KS)
         print(f"  {name:<16} {int(mask.sum()):>3} queries  {recalls}")
-    quality = tag_quality(model, photos, images)
+    tags, matrix = vocabulary_matrix(model)
+    quality = tag_quality(model, photos, images, tags, matrix)
     print(
         f"  tags: precision {quality['precision']:.2f}  recall {quality['recall']:.2f}  "
         f"{quality['tags_per_photo']:.1f} per photo  untagged {quality['untagged']:.0%}"
     )
+    print(cutoff_quality(model, photos, images, matrix))
 
 
 def main() -> None:

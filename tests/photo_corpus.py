@@ -3,7 +3,9 @@
 Nothing is stored in this repository and nothing is downloaded: each photo is read at run time from the package
 that ships it (PyPI packages in the environment, Debian packages under ``/``). Debian packages may also be unpacked
 without installing them (``apt-get download PKG && dpkg -x PKG.deb DIR``): list such folders in the environment
-variable ``PHOTOSEEK_CORPUS_ROOTS`` (``os.pathsep``-separated) and they are searched as if they were ``/``.
+variable ``PHOTOSEEK_CORPUS_ROOTS`` (``os.pathsep``-separated) and they are searched as if they were ``/``. A wheel
+unzipped under such a root is found too (its module folder at the root's top). ``tools/fetch_corpus_roots.sh DEST``
+unpacks every package the catalogue needs beyond the test dependencies.
 
 Captions and labels describe what is visibly in each photo, written by a person who looked at it.
 """

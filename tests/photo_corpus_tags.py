@@ -103,6 +103,14 @@ QUERY_GROUPS: dict[str, frozenset[str]] = {
 }
 
 
+# Queries for things no corpus photo shows: a search cutoff should answer them with (almost) nothing.
+ABSENT_QUERIES: tuple[str, ...] = (
+    "a giraffe", "a pizza", "fireworks", "a sailboat", "a laptop", "a horse", "a guitar", "a tennis match",
+    "an airplane", "a wedding", "a birthday cake", "a snowboarder", "sushi", "a train", "a glass of beer",
+    "a swimming pool", "a baby", "a tractor", "a violin", "a christmas tree",
+)  # fmt: skip
+
+
 def tags_of(name: str) -> tuple[str, ...]:
     """The person-given tags of corpus photo `name` (KeyError when it has none)."""
     return tuple(TAGS[name].split("|"))
