@@ -34,7 +34,7 @@ from core.model_store import ModelStore  # noqa: E402
 from core.paths import library_dir  # noqa: E402
 from core.tagging import Tagger  # noqa: E402
 from tests.photo_corpus import CorpusPhoto, available_photos, load_photo  # noqa: E402
-from tests.photo_corpus_tags import ABSENT_QUERIES, QUERY_GROUPS, groups_of  # noqa: E402
+from tests.photo_corpus_tags import ABSENT_QUERIES, GENERIC_QUERIES, QUERY_GROUPS, groups_of  # noqa: E402
 
 KS = (1, 5, 10)
 
@@ -72,6 +72,23 @@ def tag_quality(
         "tags_per_photo": given / len(photos),
         "untagged": sum(not s for s in suggested) / len(photos),
     }
+
+
+def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
+    hits = np.cumsum(relevant[np.argsort(-scores)])
+    ranks = np.arange(1, len(scores) + 1)
+    return float(np.sum((hits / ranks)[relevant[np.argsort(-scores)]]) / max(relevant.sum(), 1))
+
+
+def generic_words(model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarray) -> str:
+    """Mean average precision of generic-word queries ("a photo of an animal"): photos tagged with the word are right."""
+    queries = model.embed_texts(list(GENERIC_QUERIES.values()), as_query=True) @ images.T
+    aps = {
+        word: average_precision(row, np.array([word in p.tags for p in photos]))
+        for word, row in zip(GENERIC_QUERIES, queries, strict=True)
+    }
+    detail = " ".join(f"{word} {ap:.2f}" for word, ap in aps.items())
+    return f"  generic words: mAP {np.mean(list(aps.values())):.2f} ({detail})"
 
 
 def vocabulary_matrix(model: ModelPackage) -> tuple[list[str], np.ndarray]:
@@ -132,6 +149,7 @@ def report(model: ModelPackage, label: str, photos: list[CorpusPhoto]) -> None:
         f"  tags: precision {quality['precision']:.2f}  recall {quality['recall']:.2f}  "
         f"{quality['tags_per_photo']:.1f} per photo  untagged {quality['untagged']:.0%}"
     )
+    print(generic_words(model, photos, images))
     print(cutoff_quality(model, photos, images, matrix))
 
 

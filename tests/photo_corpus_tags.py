@@ -111,6 +111,16 @@ ABSENT_QUERIES: tuple[str, ...] = (
 )  # fmt: skip
 
 
+# Generic words a person searches for ("an animal"): every photo tagged with the word is a right answer.
+GENERIC_QUERIES: dict[str, str] = {
+    "animal": "a photo of an animal", "dog": "a photo of a dog", "cat": "a photo of a cat", "bird": "a photo of a bird",
+    "insect": "a photo of an insect", "vehicle": "a photo of a vehicle", "car": "a photo of a car",
+    "food": "a photo of food", "fruit": "a photo of fruit", "plant": "a photo of a plant",
+    "flower": "a photo of a flower", "building": "a photo of a building", "person": "a photo of a person",
+    "people": "people", "black and white": "a black and white photo",
+}  # fmt: skip
+
+
 def tags_of(name: str) -> tuple[str, ...]:
     """The person-given tags of corpus photo `name` (KeyError when it has none)."""
     return tuple(TAGS[name].split("|"))
