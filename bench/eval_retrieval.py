@@ -6,8 +6,10 @@ Each photo's caption is a query whose correct answer is its own photo: R@1, R@5 
 group (people, night / dusk, black and white, indoor, animals, other; tests/photo_corpus_tags.py), with a random
 ranking for comparison. Tags: the library's own tagger (core/tagging.py, default vocabulary, no user offsets) tags
 every photo; precision and recall against the person-given tags, counted over the vocabulary, and the share of
-photos left with no tag. Cost: milliseconds per photo to preprocess and embed, every package timed in the same run
-(alternating rounds), and its ratio to the first package.
+photos left with no tag. Generic words ("a photo of an animal"): mean average precision, photos carrying the tag
+being right. Search cutoff (core/cutoff.py, the card's calibration): how often a caption's photo is among the default
+results, and how many results 20 queries for absent things get. Cost: milliseconds per photo to preprocess and
+embed, every package timed in the same run (alternating rounds), and its ratio to the first package.
 
 Several `--package` folders compare models in one run (e.g. today's starter against a new build). Set
 PHOTOSEEK_CORPUS_ROOTS to folders where the corpus's Debian packages (and unpacked wheels) lie to evaluate on more
