@@ -1,7 +1,8 @@
-"""The photo index: a SQLite database in the library folder, with versioned migrations.
+"""The photo index: a SQLite database in the library folder, with versioned migrations (core.index_schema).
 
-One row per photo file (path, size, mtime), one embedding per (photo, model), and the reason for
-every file that could not be read. WAL mode lets a search read while an indexer writes.
+One row per photo file (path, size, mtime, metadata), which row of each model's embedding store holds its
+embedding (the vectors themselves live in core.vector_store's files), and the reason for every file that could
+not be read. WAL mode lets a search read while an indexer writes.
 
 Paths go in through `pathtext.to_db` and come out through `pathtext.from_db`, so callers always deal in real
 OS paths (names that are not UTF-8 included) while the database holds valid UTF-8 text.
