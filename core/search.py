@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cutoff import BankStats, matches
 from core.encoders import ModelPackage
 from core.errors import LibraryError
 from core.index_db import PhotoIndex
@@ -20,6 +21,9 @@ from core.index_queries import filter_rows, photo_facts, shot_of
 from core.preprocess import decode_side, load_image
 from core.query import ParsedQuery, QueryError, combine, demote, parse_query
 from core.raw import RAW_EXTENSIONS
+from core.search_cutoff import photo_bank_stats
+from core.tagging import Tagger
+from core.vector_store import STORE_DIR
 
 SORTS = ("relevance", "date")
 
@@ -47,6 +51,7 @@ class SearchRequest:
     min_score: float | None = None
     sort: str = "relevance"
     every_filter_match: bool = False  # a filters-only search returns all its matches, not the `top` newest
+    cutoff: bool = False  # stop where the matches stop (core.cutoff, calibrated per model), at most `top` of them
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,9 @@ class SearchEngine:
         self.model = model
         self.library = index.library
         self.vectors = index.vector_snapshot(model.id, model.dim)
-        state = index.vectors.state(model.id)
-        self._store_id = -1 if state is None else state.store_id
+        self._state = index.vectors.state(model.id)
+        self._store_id = -1 if self._state is None else self._state.store_id
+        self._bank_stats: BankStats | None = None
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -156,10 +162,25 @@ class SearchEngine:
             scores[live] = demote(scores[live], negatives[:, live])
         return scores
 
+    def bank_stats(self) -> BankStats:
+        """Every row's statistics against the generic bank (the tag vocabulary), for the cutoff."""
+        if self._bank_stats is None:
+            with self._index() as index:
+                bank = Tagger(index).tag_matrix(self.model)[1]
+            folder = self.library / STORE_DIR
+            self._bank_stats = photo_bank_stats(folder, self._state, self.vectors, bank)  # type: ignore[arg-type]
+        return self._bank_stats
+
     def run(
-        self, query: ParsedQuery, top: int = 50, min_score: float | None = None, sort: str = "relevance"
+        self,
+        query: ParsedQuery,
+        top: int = 50,
+        min_score: float | None = None,
+        sort: str = "relevance",
+        cutoff: bool = False,
     ) -> list[SearchHit]:
-        """Rank the photos that pass the filters. Without vector terms, every match scores 1, newest first."""
+        """Rank the photos that pass the filters (with `cutoff`, only those that match, at most `top`). Without
+        vector terms, every match scores 1, newest first."""
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {SORTS}")
         if not len(self) or query.is_empty or top <= 0:
@@ -180,10 +201,20 @@ class SearchEngine:
                 mask &= passing
             if min_score is not None:
                 mask &= ranked >= min_score
-            hits = self._best(index, np.where(mask, ranked, -np.inf), int(mask.sum()), top)
+            if cutoff:
+                hits = self._matching(index, ranked, mask, top)
+            else:
+                hits = self._best(index, np.where(mask, ranked, -np.inf), int(mask.sum()), top)
         if sort == "date":
             hits.sort(key=lambda h: -(h.taken_at or 0.0))
         return hits
+
+    def _matching(self, index: PhotoIndex, scores: np.ndarray, mask: np.ndarray, top: int) -> list[SearchHit]:
+        """The rows that pass the model's cutoff among those in `mask`, best first."""
+        rows = np.flatnonzero(mask)
+        stats = self.bank_stats()
+        kept = matches(scores[rows], BankStats(stats.mean[rows], stats.std[rows]), self.model.card.cutoff)
+        return self._resolve(index, rows[kept], scores, top)
 
     def _best(
         self, index: PhotoIndex, scores: np.ndarray, candidates: int, top: int, exclude: frozenset[str] = frozenset()
@@ -228,7 +259,8 @@ class SearchEngine:
         query = with_filters(parse_query(request.text), request.folder, request.tag)
         ranked = query.has_vector_terms
         top = request.top if ranked or not request.every_filter_match else len(self.vectors.live)
-        hits = self.run(query, top=top, min_score=request.min_score, sort=request.sort if ranked else "date")
+        sort = request.sort if ranked else "date"
+        hits = self.run(query, top=top, min_score=request.min_score, sort=sort, cutoff=request.cutoff and ranked)
         return SearchResult(hits, ranked)
 
     def similar(self, path: Path, top: int = 20, min_score: float | None = None) -> list[SearchHit]:

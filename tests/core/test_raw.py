@@ -226,7 +226,8 @@ def test_raw_and_jpeg_of_one_shot_answer_as_one_photo(
     assert cli.main(["index", str(folder), "--library", str(library), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["indexed"] == 6  # both files are indexed (tags, sidecars, metadata)
 
-    assert cli.main(["search", "a cat", "--json", "--library", str(library)]) == 0
+    # --top: every photo ranked, so the RAW without a twin shows up even though it is no cat.
+    assert cli.main(["search", "a cat", "--top", "10", "--json", "--library", str(library)]) == 0
     hits = json.loads(capsys.readouterr().out)
     names = [Path(h["path"]).name for h in hits]
     assert names[0] == "IMG_0007.JPG" and "IMG_0007.dng" not in names and "lone.dng" in names

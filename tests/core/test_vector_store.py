@@ -12,7 +12,8 @@ import onnx
 import pytest
 
 from core.encoders import ModelPackage
-from core.index_db import MIGRATIONS, PhotoIndex, PhotoRecord
+from core.index_db import PhotoIndex, PhotoRecord
+from core.index_schema import MIGRATIONS
 from core.metadata import PhotoMeta
 from core.query import parse_query
 from core.scoring import score_rows, scoring_graph

