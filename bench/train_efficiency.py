@@ -46,20 +46,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.encoders import ModelPackage  # noqa: E402
 from core.tagging import default_vocabulary  # noqa: E402
 from tests.photo_corpus import available_photos, materialize  # noqa: E402
-from trainer.reinforce.augment import AugmentConfig, apply_params, sample_params  # noqa: E402
-from trainer.reinforce.teachers import PackageTeacher  # noqa: E402
-from trainer.train.album import read_album, split_album  # noqa: E402
-from trainer.train.album_reinforce import (  # noqa: E402
+from trainer.finetune.album import read_album, split_album  # noqa: E402
+from trainer.finetune.evaluate import agreement, concept_ranks  # noqa: E402
+from trainer.finetune.reinforce import (  # noqa: E402
     CROP_SCALE,
     SYN_TEMPLATE,
     build_album_dataset,
     load_album_dataset,
 )
-from trainer.train.album_student import AlbumStudent, load_base_text_encoder, teacher_scale  # noqa: E402
+from trainer.finetune.starter import (  # noqa: E402
+    AlbumStudent,
+    caption_tokens,
+    load_base_text_encoder,
+    student_data,
+    val_evaluator,
+)
+from trainer.finetune.tuner import teacher_scale  # noqa: E402
+from trainer.reinforce.augment import AugmentConfig, apply_params, sample_params  # noqa: E402
+from trainer.reinforce.teachers import PackageTeacher  # noqa: E402
 from trainer.train.config import TrainConfig  # noqa: E402
 from trainer.train.distributed import DistInfo  # noqa: E402
-from trainer.train.evaluate import agreement, concept_ranks  # noqa: E402
-from trainer.train.finetune import _student_data, _tokens, _val_evaluator  # noqa: E402
 from trainer.train.loop import _Forward, _loss, train  # noqa: E402
 from trainer.train.optim import make_optimizer  # noqa: E402
 
@@ -103,7 +109,7 @@ def new_student(base: ModelPackage) -> AlbumStudent:
 def run_variant(name: str, base: ModelPackage, reinf, cfg: TrainConfig, evaluate, out: Path):
     """Train one variant from the base; returns the student and its held-out accuracy curve."""
     student = new_student(base)
-    result = train(student, _student_data(reinf, base, student), cfg, teachers=reinf.teachers, out_dir=out / name,
+    result = train(student, student_data(reinf, base, student), cfg, teachers=reinf.teachers, out_dir=out / name,
                    evaluate=evaluate)  # fmt: skip
     return student, [(r["step"], r["val_accuracy"]) for r in result.records if "val_accuracy" in r]
 
@@ -124,7 +130,7 @@ def scheduled(evaluate, dense_until: int, every: int, last: int):
 def generic_agreement(student: AlbumStudent, base: ModelPackage, val_base: np.ndarray, vocabulary) -> dict:
     prompts = [SYN_TEMPLATE.format(v) for v in vocabulary]
     with torch.no_grad():
-        texts = torch.nn.functional.normalize(student.encode_text(_tokens(base, prompts)), dim=-1).numpy()
+        texts = torch.nn.functional.normalize(student.encode_text(caption_tokens(base, prompts)), dim=-1).numpy()
         images = student.encode_image(torch.from_numpy(val_base)).numpy()
     return agreement(concept_ranks(val_base, base.embed_texts(prompts)), concept_ranks(images, texts))
 
@@ -136,7 +142,7 @@ class StepTimer:
 
     def __init__(self, base: ModelPackage, reinf, cfg: TrainConfig, photos: dict | None = None) -> None:
         self.student = new_student(base)
-        self.table = _student_data(reinf, base, self.student)
+        self.table = student_data(reinf, base, self.student)
         self.optimizer = make_optimizer(self.student, cfg.lr, cfg.weight_decay)
         self.forward, self.info, self.cfg, self.reinf, self.photos = (
             _Forward(self.student),
@@ -271,7 +277,7 @@ def main() -> None:
         reinf = load_album_dataset(tmp / "data")
         val_base = base.embed_images([images[p.path] for p in val_photos])
         truth = [labels.index(p.label) for p in val_photos]
-        evaluate = _val_evaluator(base, val_base, truth, labels)
+        evaluate = val_evaluator(base, val_base, truth, labels)
         batch = min(args.batch_size, len(train_photos))
         common = dict(steps=args.steps, batch_size=batch, weight_decay=0.05, warmup=max(1, args.steps // 10),
                       eval_every=1, log_every=1, checkpoint_every=0, progress=False, resume=False,

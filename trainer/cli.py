@@ -17,7 +17,12 @@ from core.model_store import ModelStore
 from core.paths import LIBRARY_ENV, library_dir
 
 # Modules whose `register(commands)` adds commands; imported lazily so `--help` stays fast without torch.
-COMMAND_MODULES: tuple[str, ...] = ("trainer.download", "trainer.reinforce.cli", "trainer.train.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "trainer.download",
+    "trainer.reinforce.cli",
+    "trainer.train.cli",
+    "trainer.finetune.cli",
+)
 
 
 def add_library_option(parser: argparse.ArgumentParser) -> None:

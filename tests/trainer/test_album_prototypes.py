@@ -17,19 +17,19 @@ import torch.nn.functional as F
 
 from core.encoders import ModelPackage
 from tests.photo_corpus import materialize
+from trainer.finetune.album import read_album
+from trainer.finetune.reinforce import SYN_TEMPLATE, build_album_dataset, label_prototypes, load_album_dataset
+from trainer.finetune.starter import AlbumStudent, caption_tokens, load_base_text_encoder, student_data
+from trainer.finetune.tuner import teacher_scale
 from trainer.reinforce.augment import apply_params
 from trainer.reinforce.card import read_card, shard_paths
 from trainer.reinforce.safetar import iter_samples
 from trainer.reinforce.shards import decode_image, parse_sample
 from trainer.reinforce.teachers import PackageTeacher
-from trainer.train.album import read_album
-from trainer.train.album_reinforce import SYN_TEMPLATE, build_album_dataset, label_prototypes, load_album_dataset
-from trainer.train.album_student import AlbumStudent, load_base_text_encoder, teacher_scale
 from trainer.train.config import TrainConfig
 from trainer.train.distributed import DistInfo
 from trainer.train.loop import train
 from trainer.train.loss import Teacher, teacher_targets
-from trainer.train.starter_tuner import caption_tokens, student_data
 
 torch.set_num_threads(1)
 

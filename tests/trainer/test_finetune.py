@@ -19,7 +19,7 @@ from core.model_store import ModelStore
 from core.tagging import TAG_TEMPLATES
 from tests.photo_corpus import materialize
 from trainer.cli import main
-from trainer.train.album import AlbumError, read_album, split_album
+from trainer.finetune.album import AlbumError, read_album, split_album
 
 torch.set_num_threads(1)
 
@@ -85,7 +85,7 @@ def test_finetune_installs_a_package_that_beats_the_base(
 
 
 def test_second_run_reuses_the_dataset_and_activates(album: Path, library: Path) -> None:
-    from trainer.train.finetune import FinetuneOptions, finetune
+    from trainer.finetune.pipeline import FinetuneOptions, finetune
 
     options = FinetuneOptions(steps=3, val_fraction=float(VAL_FRACTION), model_id="family2", activate=True)
     first = finetune(album, library, options)
@@ -104,6 +104,21 @@ def test_second_run_reuses_the_dataset_and_activates(album: Path, library: Path)
     assert [n.op_type for n in graph.graph.node].count("MatMul") == [
         n.op_type for n in onnx.load(str(library / "models" / "starter" / "image_encoder.onnx")).graph.node
     ].count("MatMul") + 1
+
+
+def test_text_only_keeps_the_base_image_files_and_says_so(album: Path, library: Path) -> None:
+    from trainer.finetune.pipeline import FinetuneOptions, finetune
+
+    options = FinetuneOptions(steps=10, val_fraction=float(VAL_FRACTION), model_id="words", text_only=True)
+    finetune(album, library, options)
+    store = ModelStore(library)
+    base, tuned = store.load("starter"), store.load("words")
+    assert tuned.card.architecture["finetune"]["text_only"] is True
+    assert "text_only" not in base.card.architecture.get("finetune", {})  # older cards simply lack the field
+    image_files = {base.card.image_encoder.file} | ({base.card.image_check.views} if base.card.image_check else set())
+    for file in image_files:  # byte for byte: photos embed exactly as with the base, no re-indexing needed
+        assert tuned.card.files[file] == base.card.files[file]
+    assert not np.allclose(tuned.embed_texts(["nonna"]), base.embed_texts(["nonna"]), atol=1e-4)
 
 
 def _photos(folder: Path, names: list[str]) -> None:

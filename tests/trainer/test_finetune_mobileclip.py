@@ -26,16 +26,17 @@ from core.model_store import ModelStore
 from core.preprocess import preprocess
 from core.tagging import TAG_TEMPLATES
 from core.tokenizers.clip_bpe import ClipBpeTokenizer, bundled_vocab_path
-from tests.photo_corpus import materialize
+from tests.photo_corpus import available_photos, materialize
+from tests.trainer.test_finetune_forgetting import write_bank
 from trainer.checkpoints import load_checkpoint
 from trainer.cli import main
+from trainer.finetune.album import read_album, split_album
+from trainer.finetune.mobileclip import MobileCLIPAlbumStudent
+from trainer.finetune.pipeline import FinetuneOptions, finetune
+from trainer.finetune.tuner import FinetuneError
 from trainer.mobileclip_export import preprocess_spec
 from trainer.models.clip import create_model
 from trainer.models.golden_fill import build_filled
-from trainer.train.album import read_album, split_album
-from trainer.train.album_student import FinetuneError
-from trainer.train.finetune import FinetuneOptions, finetune
-from trainer.train.mobileclip_student import MobileCLIPAlbumStudent
 
 torch.set_num_threads(1)
 
@@ -83,10 +84,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory, starter_package_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def tuned(setup):
-    """The library after the CLI fine-tune of 's0' into 's0-family' (with --activate)."""
+def tuned(setup, tmp_path_factory: pytest.TempPathFactory):
+    """The library after the CLI fine-tune of 's0' into 's0-family' (with --activate), with the forgetting check
+    on a generic bank (a limit the random-weight model always meets: the check and its early stop run, never stop)."""
     library, album, _ = setup
-    args = ["finetune", str(album), "--library", str(library), "--base", "s0", "--name", "s0-family", *SMALL]
+    in_album = {name for names in ALBUM.values() for name in names}
+    bank = write_bank(tmp_path_factory.mktemp("bank"), [p.name for p in available_photos() if p.name not in in_album])
+    args = ["finetune", str(album), "--library", str(library), "--base", "s0", "--name", "s0-family", *SMALL,
+            "--generic-bank", str(bank), "--max-forgetting", "1"]  # fmt: skip
     assert main([*args, "--activate", "--no-progress"]) == 0
     return library
 
@@ -141,6 +146,15 @@ def test_student_computes_what_the_model_computes(name: str) -> None:
     assert 0.1 < student.trainable_counts()["trainable_parameters"] / student.trainable_counts()["parameters"] < 0.3
 
 
+def test_text_only_student_trains_no_image_parameter() -> None:
+    with torch.device("meta"):
+        model = create_model("mobileclip-s0")
+    MobileCLIPAlbumStudent(model, text_only=True)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and not [n for n in trainable if n.startswith("image")]
+    assert any(n.startswith("text") for n in trainable)
+
+
 def test_vit_image_towers_are_refused() -> None:
     with torch.device("meta"):
         model = create_model("mobileclip-b")
@@ -185,6 +199,9 @@ def test_finetune_installs_a_package_core_loads(setup, tuned: Path) -> None:
     assert validation["after"]["accuracy"] == pytest.approx(_zero_shot_accuracy(package, photos, parsed.labels))
     assert set(validation["after"]) >= {"balanced_accuracy", "recall@1", "mAP", "per_label"}
     assert 0.0 <= card.metrics["generic_concepts"]["generic_overlap@5"] <= 1.0
+    assert 0.0 <= card.metrics["generic_retrieval"]["after"] <= 1.0 and card.metrics["generic_retrieval"]["photos"] >= 6
+    assert card.provenance["early_stop"] == {"stopped": False, "kept_step": 2}
+    assert card.architecture["finetune"]["text_only"] is False
     assert card.parity["image_max_abs_diff"] < 1e-4 and card.parity["text_max_abs_diff"] < 1e-4
 
 

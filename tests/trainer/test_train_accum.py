@@ -103,7 +103,7 @@ def test_dropout_masks_repeat_in_the_gradient_pass(monkeypatch: pytest.MonkeyPat
     assert_grads_close(got, want)
 
     # Without restoring the RNG state, the gradient passes draw new masks and the result is wrong.
-    monkeypatch.setattr(accumulate, "_set_rng_state", lambda state, device: None)
+    monkeypatch.setattr(accumulate, "set_device_rng_state", lambda state, device: None)
     wrong, _ = accumulated(model, batches, seed=11)
     assert not torch.allclose(wrong["image.0.weight"], want["image.0.weight"], rtol=1e-3, atol=1e-5)
 

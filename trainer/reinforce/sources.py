@@ -159,8 +159,12 @@ class _ListSource(Source):
     def samples(self, unit: int) -> Iterator[SourceSample]:
         start = unit * self.shard_size
         for index, (path, caption, label) in enumerate(self.items[start : start + self.shard_size]):
-            origin = path.relative_to(self.root).as_posix()
+            origin = self._origin(start + index, path)
             yield SourceSample(sample_key(unit, index), origin, caption, label, _file_loader(path, self.max_side))
+
+    def _origin(self, position: int, path: Path) -> str:
+        """Where the ``position``-th sample came from, as recorded in its shard."""
+        return path.relative_to(self.root).as_posix()
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.root), "photos": len(self.items), "shard_size": self.shard_size}
@@ -219,6 +223,27 @@ class AlbumSource(_ListSource):
     def describe(self) -> dict[str, Any]:
         labels = sorted({label for _, _, label in self.items})
         return {**super().describe(), "labels": labels, "caption_templates": list(self.templates)}
+
+
+class PhotoListSource(AlbumSource):
+    """Labelled photos handed over as a list (an album already read and split in memory), in the given order; like
+    ``AlbumSource`` otherwise. ``photos`` holds (path, label, origin): the origin is recorded in each sample."""
+
+    def __init__(
+        self, photos: Sequence[tuple[Path, str, str]], shard_size: int, max_side: int | None, *, seed: int = 0,
+        templates: Sequence[str] = CAPTION_TEMPLATES,
+    ) -> None:  # fmt: skip
+        self.photos = [(Path(path), label, origin) for path, label, origin in photos]
+        super().__init__(Path(), shard_size, max_side, seed=seed, templates=templates)
+
+    def _list(self) -> list[tuple[Path, str | None, str]]:
+        return [(path, None, label) for path, label, _ in self.photos if label]
+
+    def _origin(self, position: int, path: Path) -> str:
+        return self.photos[position][2]
+
+    def describe(self) -> dict[str, Any]:
+        return {key: value for key, value in super().describe().items() if key != "path"}
 
 
 class TarSource(Source):

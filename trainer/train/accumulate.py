@@ -46,12 +46,12 @@ def merge_batches(batches: Sequence[Batch], skip: frozenset[str] = frozenset()) 
     return merged
 
 
-def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
+def device_rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     return torch.get_rng_state(), cuda
 
 
-def _set_rng_state(state: tuple[Tensor, Tensor | None], device: torch.device) -> None:
+def set_device_rng_state(state: tuple[Tensor, Tensor | None], device: torch.device) -> None:
     torch.set_rng_state(state[0])
     if state[1] is not None:
         torch.cuda.set_rng_state(state[1], device)
@@ -89,7 +89,7 @@ def accumulate_gradients(
     cached_vs: list[list[Tensor]] = []
     with torch.no_grad():
         for batch in batches:
-            states.append(_rng_state(device))
+            states.append(device_rng_state(device))
             with autocast:
                 u, vs, _ = encode(batch)
             cached_u.append(u)
@@ -101,7 +101,7 @@ def accumulate_gradients(
     parts: dict[str, Tensor] = {}
     no_sync = getattr(model, "no_sync", None)  # a DistributedDataParallel's
     for j, batch in enumerate(batches):
-        _set_rng_state(states[j], device)
+        set_device_rng_state(states[j], device)
         context = no_sync() if no_sync is not None and j < last else contextlib.nullcontext()
         with context:
             with autocast:

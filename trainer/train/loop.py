@@ -184,16 +184,20 @@ def train(
     info: DistInfo | None = None,
     evaluate: Evaluate | None = None,
     stop_after: int | None = None,
+    stop_when: Callable[[dict[str, float]], bool] | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> TrainResult:
     """Train ``student`` in place for ``cfg.steps`` optimiser steps (resuming from ``out_dir/last.pt`` if present).
 
     ``stop_after`` ends the call after that step with a checkpoint, as an interruption would. ``evaluate`` runs on
     rank 0 every ``cfg.eval_every`` steps and at the end; its numbers go into the metrics. Raises ValueError for
-    a config the data or teachers cannot serve.
+    a config the data or teachers cannot serve. ``stop_when`` (one process only) sees each evaluation's scores;
+    when it returns True the run ends at that step, an early stop (``TrainResult.step`` says where).
     """
     info = info or DistInfo()
     out = Path(out_dir or cfg.out_dir)
+    if stop_when is not None and info.distributed:
+        raise ValueError("an early stop (stop_when) runs in one process only")
     if cfg.distills and not teachers:
         raise ValueError("the loss distils (w_kd > 0) but no teacher is given; set w_kd = 0 for plain CLIP training")
     student.to(info.device)
@@ -278,6 +282,9 @@ def train(
                 result.records.append({"step": step, **scores})
                 if metrics is not None:
                     metrics.write({"step": step, **scores})
+                if stop_when is not None and stop_when(scores):
+                    log(f"early stop at step {step}")
+                    last = step
             barrier(info)
         if step == last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
             result.checkpoint = save()

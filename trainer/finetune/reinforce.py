@@ -1,6 +1,6 @@
 """The album's reinforced dataset, made and read with ``trainer.reinforce`` (the dataset-reinforcement tool).
 
-Only the *training* photos go in (a folder of symlinks per label), so validation photos never reach a teacher's
+Only the *training* photos go in (the split handed over in memory), so validation photos never reach a teacher's
 stored knowledge or the student. Real captions are the label in one of core's tag templates (what the app's
 tagging and search use). Synthetic captions: DataCompDR's come from a CoCa captioner, which PhotoSeek does
 not ship; ``ConceptCaptioner`` names each photo's top concepts from the generic tag vocabulary by the teachers'
@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,21 +26,21 @@ from PIL import Image
 
 from core.encoders import ModelPackage
 from core.tagging import TAG_TEMPLATES
+from trainer.finetune.album import AlbumPhoto
 from trainer.reinforce.augment import AugmentConfig, centre_view
 from trainer.reinforce.card import read_card, shard_paths, teacher_slices
 from trainer.reinforce.generate import ReinforceConfig, reinforce
 from trainer.reinforce.safetar import iter_samples
 from trainer.reinforce.shards import parse_sample
-from trainer.reinforce.sources import AlbumSource
+from trainer.reinforce.sources import PhotoListSource
 from trainer.reinforce.teachers import PackageTeacher
-from trainer.train.album import AlbumPhoto
 from trainer.train.loss import Teacher
 
 SYN_TEMPLATE = "a photo of {}."
 CROP_SCALE = (0.35, 1.0)  # milder than CLIP's 0.08: album photos are few, and the labelled subject must stay in view
 MAX_SIDE = 512  # photos are stored in the shards at most this size (crops are re-sized to <= 256 px)
 FORMAT = 2
-PHOTOS_FILE = "album_photos.json"  # sample origin -> sha256 of the album photo it came from
+PHOTOS_FILE = "album_photos.json"  # older datasets: sample origin -> sha256 of the album photo it came from
 
 Log = Callable[[str], None]
 
@@ -163,25 +162,20 @@ def build_album_dataset(
 ) -> Path:
     """Reinforce ``photos`` into ``out_dir`` with ``teachers`` (package, logit scale); returns ``out_dir``."""
     reinforce_teachers = [PackageTeacher(package, logit_scale=scale) for package, scale in teachers]
-    origins: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="album-train-") as tmp:
-        tree = Path(tmp)
-        for i, photo in enumerate(sorted(photos, key=lambda p: (p.label, p.sha256))):
-            folder = tree / photo.label
-            folder.mkdir(exist_ok=True)
-            link = folder / f"{i:05d}{photo.path.suffix.lower()}"
-            link.symlink_to(photo.path.resolve())
-            origins[link.relative_to(tree).as_posix()] = photo.sha256
-        source = AlbumSource(tree, shard_size=256, max_side=MAX_SIDE, seed=seed, templates=TAG_TEMPLATES)
-        config = ReinforceConfig(
-            augmentations=augmentations, captions=synthetic, seed=seed, max_side=MAX_SIDE,
-            augment=AugmentConfig(scale=CROP_SCALE),
-        )  # fmt: skip
-        captioner = ConceptCaptioner(reinforce_teachers, vocabulary) if synthetic else None
-        staged = out_dir.with_name(out_dir.name + ".partial")
-        shutil.rmtree(staged, ignore_errors=True)
-        reinforce(source, staged, reinforce_teachers, config, captioner=captioner, rank=0, world_size=1, log=log)
-    (staged / PHOTOS_FILE).write_text(json.dumps(origins, indent=1), encoding="utf-8")
+    ordered = sorted(photos, key=lambda p: (p.label, p.sha256))
+    # Each sample's origin is its photo's sha256: the key the student's batches and the split agree on.
+    source = PhotoListSource(
+        [(p.path, p.label, p.sha256) for p in ordered], shard_size=256, max_side=MAX_SIDE, seed=seed,
+        templates=TAG_TEMPLATES,
+    )  # fmt: skip
+    config = ReinforceConfig(
+        augmentations=augmentations, captions=synthetic, seed=seed, max_side=MAX_SIDE,
+        augment=AugmentConfig(scale=CROP_SCALE),
+    )  # fmt: skip
+    captioner = ConceptCaptioner(reinforce_teachers, vocabulary) if synthetic else None
+    staged = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staged, ignore_errors=True)
+    reinforce(source, staged, reinforce_teachers, config, captioner=captioner, rank=0, world_size=1, log=log)
     shutil.rmtree(out_dir, ignore_errors=True)
     staged.rename(out_dir)
     return out_dir
@@ -205,6 +199,7 @@ def load_album_dataset(dataset_dir: Path) -> AlbumReinforcement:
             caption_rows.append(np.asarray(emb, dtype=np.float32))
         return index[(real_caption, text)]
 
+    # Datasets written before the split was handed over in memory map their symlinks' names to sha256 here.
     photos_file = Path(dataset_dir) / PHOTOS_FILE
     origins = json.loads(photos_file.read_text(encoding="utf-8")) if photos_file.is_file() else {}
     image_emb, real, syn, labels, keys = [], [], [], [], []
@@ -215,7 +210,8 @@ def load_album_dataset(dataset_dir: Path) -> AlbumReinforcement:
             real.append([caption_id(sample.caption, sample.text_emb[0], True)])
             syn.append([caption_id(text, sample.syn_embedding(i), False) for i, text in enumerate(sample.syn_captions)])
             labels.append(sample.label)
-            keys.append(origins.get(sample.meta.get("origin"), sample.key))
+            origin = sample.meta.get("origin")
+            keys.append(origins.get(origin, origin or sample.key))
     if not image_emb:
         raise ValueError(f"{dataset_dir}: the reinforced dataset holds no samples")
     return AlbumReinforcement(

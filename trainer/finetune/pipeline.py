@@ -6,7 +6,7 @@ the student with the reinforced loss; export the package; evaluate it with core 
 install it next to the base; optionally activate it.
 
 What trains and how the package is written depends on the base's family, through a *tuner*: the starter family
-(``starter_tuner``: the base graph + a linear adapter, the fine-tuned MiniLM) or MobileCLIP (``mobileclip_finetune``:
+(``starter``: the base graph + a linear adapter, the fine-tuned MiniLM) or MobileCLIP (``mobileclip``:
 the top of both towers, rebuilt from the checkpoint the base's card records, reparameterized and exported).
 """
 
@@ -17,7 +17,7 @@ import hashlib
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,20 +29,24 @@ from core.errors import ModelPackageError
 from core.model_store import ModelStore
 from core.package_writer import finalize_package, install_package, staging_dir
 from core.tagging import default_vocabulary
-from trainer.train.album import Album, AlbumPhoto, read_album, split_album
-from trainer.train.album_reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
-from trainer.train.album_student import FinetuneError, teacher_scale
+from trainer.finetune.album import Album, AlbumPhoto, read_album, split_album
+from trainer.finetune.evaluate import agreement, album_metrics, concept_ranks
+from trainer.finetune.forgetting import (
+    DEFAULT_LIMIT,
+    GENERIC_KEY,
+    ForgettingCheck,
+    ForgettingStop,
+    GenericBank,
+    generic_recall,
+    read_generic_bank,
+)
+from trainer.finetune.mobileclip import MobileCLIPTuner, is_mobileclip
+from trainer.finetune.reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
+from trainer.finetune.starter import StarterTuner
+from trainer.finetune.tuner import Evaluate, FinetuneError, Log, Tuner, teacher_scale
 from trainer.train.config import TrainConfig
 from trainer.train.distributed import DistInfo, pick_device
-from trainer.train.evaluate import agreement, album_metrics, concept_ranks
-from trainer.train.loop import train
-from trainer.train.mobileclip_finetune import MobileCLIPTuner, is_mobileclip
-from trainer.train.starter_tuner import StarterTuner, caption_tokens, student_data, val_evaluator
-
-Log = Callable[[str], None]
-DEFAULT_STEPS = StarterTuner.default_steps
-# bench/train_efficiency.py drives the starter's student directly under these names.
-_tokens, _student_data, _val_evaluator = caption_tokens, student_data, val_evaluator
+from trainer.train.loop import TrainResult, train
 
 
 @dataclass
@@ -60,7 +64,12 @@ class FinetuneOptions:
     the generic knowledge (see the README for the measurements). ``lr`` and ``steps`` default to the base family's
     values (starter: 1e-4, the usual BERT fine-tuning rate, and 300 steps; MobileCLIP: 3e-5 and 100 steps), with
     10% warm-up. ``train_layers`` top text layers train in both families; ``image_blocks`` trailing image trunk
-    blocks train in a MobileCLIP base.
+    blocks train in a MobileCLIP base; ``text_only`` keeps the whole image side of the base (the card then says
+    ``architecture.finetune.text_only``: photos embed as with the base). ``generic_bank`` (captioned photos
+    outside the album, see ``forgetting``) turns on the forgetting check: ``activate`` is refused for a model whose
+    generic recall@5 drops by more than ``max_forgetting`` unless ``force``, and (``early_stop``) it is the
+    training's stop criterion: training ends at the first evaluation over the limit, with the last weights within
+    it.
     """
 
     base: str | None = None
@@ -75,12 +84,17 @@ class FinetuneOptions:
     use_syn: bool = True
     train_layers: int = 2
     image_blocks: int = 2
+    text_only: bool = False
     augmentations: int = 4
     synthetic: int = 3
     teachers: Sequence[str] | None = None
     val_fraction: float = 0.2
     seed: int = 0
     activate: bool = False
+    generic_bank: Path | None = None
+    max_forgetting: float = DEFAULT_LIMIT
+    force: bool = False
+    early_stop: bool = True
     device: str = "auto"
     progress: bool = False
     reuse: bool = True
@@ -108,6 +122,9 @@ class FinetuneReport:
     reused_dataset: bool
     curves: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    forgetting: ForgettingCheck | None = None
+    activation_refused: bool = False
+    early_stop: dict | None = None
 
     def summary(self) -> str:
         """A plain-text before/after report."""
@@ -126,11 +143,26 @@ class FinetuneReport:
             b, a = self.before["per_label"].get(label, float("nan")), self.after["per_label"].get(label, float("nan"))
             lines.append(f"    {label[:22]:<22}{b:>8.3f}{a:>8.3f}")
         lines.append("  generic concepts vs the base: " + ", ".join(f"{k} {v:.3f}" for k, v in self.generic.items()))
+        lines.append(
+            "  " + self.forgetting.summary()
+            if self.forgetting is not None
+            else "  forgetting check not run: give --generic-bank DIR (captioned photos outside the album)"
+        )
+        if self.early_stop and self.early_stop["stopped"]:
+            lines.append(
+                f"  early stop: generic R@5 fell over the limit at step {self.steps}; kept the weights of step "
+                f"{self.early_stop['kept_step']}"
+            )
         if self.curves is not None:
             lines.append(f"Training curves: {self.curves}")
         lines.append(
             f"Installed '{self.model_id}' in {self.package_dir}; '{self.base_id}' stays installed for rollback."
         )
+        if self.activation_refused:
+            lines.append(
+                f"Not activated: '{self.model_id}' forgets more than the limit allows; '{self.base_id}' stays in use "
+                "(--force activates it anyway)."
+            )
         lines.append(
             f"'{self.model_id}' is now active: the library re-embeds with it when it indexes (search keeps the "
             "old model until that is done)."
@@ -172,13 +204,14 @@ def _steps(options: FinetuneOptions, n_train: int, batch: int, default: int) -> 
     return default
 
 
-def _tuner(base: ModelPackage, library: Path, options: FinetuneOptions, log: Log) -> StarterTuner | MobileCLIPTuner:
+def _tuner(base: ModelPackage, library: Path, options: FinetuneOptions, log: Log) -> Tuner:
     """The family-specific part of fine-tuning ``base``; raises FinetuneError for a base that cannot be trained."""
     if is_mobileclip(base):
         return MobileCLIPTuner(
-            base, library, image_blocks=options.image_blocks, text_layers=options.train_layers, log=log
-        )
-    return StarterTuner(base, options.train_layers)
+            base, library, image_blocks=options.image_blocks, text_layers=options.train_layers, log=log,
+            text_only=options.text_only,
+        )  # fmt: skip
+    return StarterTuner(base, options.train_layers, text_only=options.text_only)
 
 
 def _lineage(base: ModelPackage) -> list[dict]:
@@ -223,6 +256,7 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
     started = time.perf_counter()
     timings: dict[str, float] = {}
     album, images = read_album(Path(album_dir))  # a bad album fails before any model loads
+    bank = read_generic_bank(options.generic_bank) if options.generic_bank is not None else None
     store = ModelStore(Path(library))
     base = store.load(options.base or _default_base(store))
     model_id = _model_id(options, base.id, album, store)
@@ -264,6 +298,10 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
     device = pick_device(options.device)
     student, data = tuner.student_data(reinf, dataset_dir, device, log)
     evaluate = tuner.evaluator(val_images, val_base, truth, labels)
+    stop = None
+    if bank is not None and options.early_stop:
+        stop = ForgettingStop(student, tuner.generic_evaluator(bank.images, bank.captions), options.max_forgetting)
+        evaluate = _joined(evaluate, stop.evaluate)
     timings["prepare_student_s"] = time.perf_counter() - mark
     batch = min(options.batch_size, len(data))
     steps = _steps(options, len(data), batch, tuner.default_steps)
@@ -279,7 +317,8 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
     )  # fmt: skip
     mark = time.perf_counter()
     info = DistInfo(device=device)  # one process, on the GPU when there is one (device 'auto')
-    result = train(student, data, cfg, teachers=reinf.teachers, info=info, evaluate=evaluate, log=log)
+    result = train(student, data, cfg, teachers=reinf.teachers, info=info, evaluate=evaluate, stop_when=stop, log=log)
+    early = {"stopped": stop.stopped, "kept_step": _early_stop(stop, result, log)} if stop is not None else None
     timings["train_s"] = time.perf_counter() - mark
     student.cpu().eval()
     (work / "last.pt").unlink(missing_ok=True)  # the run is complete; the package (and its checkpoint) is the result
@@ -294,6 +333,7 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
             "album": {"name": album.root.resolve().name, "sha256": album.digest(), "labels": labels},
             "split": {"train": len(train_photos), "validation": len(val_photos), "seed": options.seed},
             "steps": result.step,
+            **({"early_stop": early} if early is not None else {}),
             "teachers": [{"id": t.name, "scale": t.scale} for t in reinf.teachers],
             "reinforced_dataset": key,
             "loss": {"real": vars(cfg.real_weights), "synthetic": vars(cfg.syn_weights) if cfg.use_syn else None},
@@ -314,10 +354,12 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
         val_new = tuned.embed_images(val_images)
         after = album_metrics(val_new, tuned.embed_texts, lambda q: tuned.embed_texts(q, as_query=True), truth, labels)
         generic = _generic(base, tuned, val_base, val_new, vocabulary)
+        forgetting = _forgetting(base, tuned, bank, options.max_forgetting) if bank is not None else None
         timings["evaluate_new_s"] = time.perf_counter() - mark
         metrics = {
             "album_validation": {"before": before, "after": after, "photos": len(val_photos)},
             "generic_concepts": generic,
+            **({"generic_retrieval": dataclasses.asdict(forgetting)} if forgetting is not None else {}),
             "final_training_loss": result.losses()[-1] if result.losses() else None,
         }
         finalize_package(staged, dataclasses.replace(card, metrics=metrics))
@@ -327,14 +369,17 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
         tuner.abort()
         raise
     tuner.commit()
-    if options.activate:
+    refused = options.activate and forgetting is not None and forgetting.forgets and not options.force
+    activated = options.activate and not refused
+    if activated:
         store.set_active(model_id)
     return FinetuneReport(
         model_id=model_id, package_dir=package_dir, base_id=base.id, album=album.root.resolve().name, labels=labels,
         train_count=len(train_photos), val_count=len(val_photos), skipped=album.skipped,
         teachers=[t.id for t in teachers], steps=result.step, before=before, after=after, generic=generic,
-        seconds=time.perf_counter() - started, activated=options.activate, reused_dataset=reused,
-        curves=result.plot, timings=timings,
+        seconds=time.perf_counter() - started, activated=activated, reused_dataset=reused,
+        curves=result.plot, timings=timings, forgetting=forgetting, activation_refused=refused,
+        early_stop=early,
     )  # fmt: skip
 
 
@@ -350,6 +395,29 @@ def _generic(
     base_top = concept_ranks(val_base, base.embed_texts(prompts))
     new_top = concept_ranks(val_new, tuned.embed_texts(prompts))
     return agreement(base_top, new_top)
+
+
+def _joined(first: Evaluate, second: Evaluate) -> Evaluate:
+    return lambda student: {**first(student), **second(student)}
+
+
+def _early_stop(stop: ForgettingStop, result: TrainResult, log: Log) -> int:
+    """After an early stop, put back the last weights within the limit; returns the step they come from."""
+    checked = [r["step"] for r in result.records if GENERIC_KEY in r]
+    kept = checked[stop.kept_evaluation - 1] if stop.kept_evaluation else 0
+    if stop.stopped:
+        stop.restore()
+        log(f"generic recall@5 fell over the limit at step {result.step}: keeping the weights of step {kept}")
+    return kept
+
+
+def _forgetting(base: ModelPackage, tuned: ModelPackage, bank: GenericBank, limit: float) -> ForgettingCheck:
+    """Generic recall@5 of the base and the fine-tune on the bank, both run by core as the app runs them."""
+    before = generic_recall(base.embed_images(bank.images), lambda q: base.embed_texts(q, as_query=True), bank.captions)
+    after = generic_recall(
+        tuned.embed_images(bank.images), lambda q: tuned.embed_texts(q, as_query=True), bank.captions
+    )
+    return ForgettingCheck(photos=len(bank.images), before=before, after=after, limit=limit)
 
 
 __all__ = ["AlbumPhoto", "FinetuneOptions", "FinetuneReport", "finetune"]

@@ -1,0 +1,98 @@
+"""The forgetting check of ``finetune``: generic caption-to-photo recall@5 on real photos outside the album, and
+``--activate`` refused for a model that forgets more than the limit unless ``--force``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.encoders import ModelPackage
+from core.model_store import ModelStore
+from tests.photo_corpus import all_photos, available_photos, materialize
+from tests.trainer.test_finetune import ALBUM, VAL_FRACTION
+from trainer.cli import main
+from trainer.finetune.album import AlbumError
+from trainer.finetune.forgetting import ForgettingCheck, generic_recall, read_generic_bank
+
+torch.set_num_threads(1)
+
+CAPTIONS = {p.name: p.caption for p in all_photos()}
+
+
+def write_bank(dest: Path, names: list[str]) -> Path:
+    for name, path in materialize(dest, names, max_side=384).items():
+        path.with_suffix(".txt").write_text(CAPTIONS[name] + "\n", encoding="utf-8")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def album(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("album") / "family"
+    for label, names in ALBUM.items():
+        materialize(root / label, names, max_side=384)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The corpus photos that are not in the album, each with its caption."""
+    in_album = {name for names in ALBUM.values() for name in names}
+    outside = [p.name for p in available_photos() if p.name not in in_album]
+    assert len(outside) >= 6, "the PyPI photo corpus holds too few photos outside the test album"
+    return write_bank(tmp_path_factory.mktemp("bank"), outside)
+
+
+def test_generic_recall_finds_each_captions_photo(tmp_path: Path, starter_package_dir: Path) -> None:
+    names = [p.name for p in available_photos()]
+    loaded = read_generic_bank(write_bank(tmp_path, names))
+    assert loaded.names == sorted(f"{n}.jpg" for n in names) and len(loaded.captions) == len(names)
+    base = ModelPackage(starter_package_dir)
+    images = base.embed_images(loaded.images)
+    queries = lambda q: base.embed_texts(q, as_query=True)  # noqa: E731
+    right = generic_recall(images, queries, loaded.captions)
+    shifted = generic_recall(images, queries, loaded.captions[1:] + loaded.captions[:1])  # every caption wrong
+    assert right >= 0.7 and shifted <= 0.5, (right, shifted)  # random: 5 / len(names)
+
+
+def test_a_bank_without_captions_is_refused_clearly(tmp_path: Path) -> None:
+    materialize(tmp_path / "bank", [p.name for p in available_photos()][:8], max_side=128)
+    with pytest.raises(AlbumError, match=r"photo.txt\); found 0"):
+        read_generic_bank(tmp_path / "bank")
+    with pytest.raises(AlbumError, match="is not a folder"):
+        read_generic_bank(tmp_path / "missing")
+
+
+def test_the_limit_is_one_point_of_recall_inclusive() -> None:
+    assert not ForgettingCheck(photos=10, before=0.75, after=0.74).forgets  # exactly the limit: accepted
+    assert ForgettingCheck(photos=10, before=0.75, after=0.73).forgets
+    assert not ForgettingCheck(photos=10, before=0.70, after=0.80).forgets
+    assert ForgettingCheck(photos=10, before=0.70, after=0.70, limit=-0.05).forgets  # must improve by 5 points
+
+
+def test_activate_is_refused_for_a_model_over_the_limit_unless_forced(
+    album: Path, bank: Path, library: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # A limit no model meets (it must gain a whole point of recall) takes the refusal path with a real run.
+    args = ["finetune", str(album), "--library", str(library), "--steps", "3", "--val-fraction", VAL_FRACTION,
+            "--generic-bank", str(bank), "--max-forgetting", "-1", "--activate", "--no-progress"]  # fmt: skip
+    assert main([*args, "--name", "refused"]) == 3
+    out = capsys.readouterr()
+    assert "not activated" in out.err and "forgetting check, generic R@5" in out.out
+    store = ModelStore(library)
+    assert store.active_id() == "starter" and "refused" in {m.id for m in store.list()}  # installed, not active
+    recorded = store.load("refused").card.metrics["generic_retrieval"]
+    assert recorded["photos"] == len(list(bank.glob("*.txt"))) and recorded["limit"] == -1.0
+    assert recorded["before"] >= 0.5
+    # The check is also the stop criterion: the first evaluation (step 1) is over this limit, so training stopped
+    # there and the weights went back to the last ones within it, the base's: nothing was forgotten.
+    provenance = store.load("refused").card.provenance
+    assert provenance["early_stop"] == {"stopped": True, "kept_step": 0} and provenance["steps"] == 1
+    assert recorded["after"] == pytest.approx(recorded["before"])
+
+    assert main([*args, "--name", "forced", "--force"]) == 0
+    assert ModelStore(library).active_id() == "forced"
+    card = json.loads((ModelStore(library).find("forced").dir / "model_card.json").read_text())
+    assert card["metrics"]["generic_retrieval"]["before"] == recorded["before"]  # the same bank, the same base

@@ -1,0 +1,71 @@
+"""The seam between the album fine-tune pipeline and a base family: the ``Tuner`` protocol and what all families
+share (the error they raise, the parity sentences, a teacher's logit scale).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.encoders import ModelPackage
+from core.errors import PhotoSeekError
+from core.model_card import ModelCard
+from trainer.finetune.reinforce import AlbumReinforcement
+from trainer.train.data import ReinforcedTensors
+
+Log = Callable[[str], None]
+Evaluate = Callable[[torch.nn.Module], dict[str, float]]
+CHECK_TEXTS = ("a dog on a beach at sunset", "receipts", "grandma's garden in spring, with roses")
+STARTER_TEACHER_SCALE = 30.0  # NLL-optimal image->caption scale of the starter on the 17 PyPI corpus photos: 25-40
+
+
+class FinetuneError(PhotoSeekError):
+    """The base model cannot be fine-tuned (unsupported family, weights that cannot be rebuilt)."""
+
+
+def teacher_scale(package: ModelPackage) -> float:
+    """A teacher's fixed logit scale: its card's ``logit_scale`` (MobileCLIP: 100), else the starter's value."""
+    value = package.card.architecture.get("logit_scale")
+    return float(min(value, 100.0)) if isinstance(value, int | float) and value > 0 else STARTER_TEACHER_SCALE
+
+
+class Tuner(Protocol):
+    """What fine-tuning one base family takes: a student to train, its data and validation, and the package it
+    becomes. The pipeline calls ``student_data`` before ``evaluator`` and ``write_package``, then ``commit`` once
+    the package is installed or ``abort`` when it is not."""
+
+    family: str
+    default_lr: float
+    default_steps: int
+
+    def describe(self) -> dict[str, object]:
+        """What trained, for the card's ``architecture.finetune``."""
+
+    def student_data(
+        self, reinf: AlbumReinforcement, dataset_dir: Path, device: torch.device, log: Log
+    ) -> tuple[torch.nn.Module, ReinforcedTensors]:
+        """The student (on ``device``) and the tensors it trains on."""
+
+    def evaluator(
+        self, val_images: list[Image.Image], val_base: np.ndarray, truth: list[int], labels: list[str]
+    ) -> Evaluate:
+        """Validation accuracy of the torch student during training."""
+
+    def generic_evaluator(self, images: list[Image.Image], captions: list[str]) -> Evaluate:
+        """The torch student's generic caption -> photo recall@5 on a bank (key ``forgetting.GENERIC_KEY``)."""
+
+    def write_package(
+        self, staged: Path, *, model_id: str, name: str, architecture: dict, provenance: dict, check_images: list
+    ) -> ModelCard:
+        """Fill ``staged`` with the package files; returns the provisional card (not yet hashed)."""
+
+    def commit(self) -> None:
+        """The package is installed: keep what lives outside it."""
+
+    def abort(self) -> None:
+        """The package was not installed: drop what was written outside the staging folder."""
