@@ -181,6 +181,10 @@ class Library:
         with self.open_index() as index:
             return newest_first(index)
 
+    def photo_count(self) -> int:
+        with self.open_index() as index:
+            return index.photo_count()
+
     def photos_after(self, after_id: int = 0) -> list[tuple[int, str]]:
         """(id, path) of photos added after `after_id`, in id order."""
         with self.open_index() as index:

@@ -24,7 +24,7 @@ from core.indexer import IndexReport
 from core.library import Library
 from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
 from core.preprocess import load_image
-from core.search import SearchRequest, raw_pairs
+from core.search import SearchHit, SearchRequest, SearchResult, raw_pairs
 from core.tagging import PhotoTag
 from core.thumbnails import ThumbnailCache
 from core.watcher import FolderWatcher
@@ -81,23 +81,6 @@ class PhotoDetails:
     extra: dict[str, str] = field(default_factory=dict)  # e.g. date taken, camera
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One search result."""
-
-    path: str
-    score: float
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """The answer to a query: hits in order, and whether they are ranked by similarity (False for a
-    filters-only query such as `tag:cat`, whose hits all match equally and come newest first)."""
-
-    hits: list[Hit]
-    ranked: bool
-
-
 class LibraryService:
     """One library folder as the window sees it: photos, folders, tags, models, search, watching, thumbnails."""
 
@@ -116,16 +99,16 @@ class LibraryService:
     def snapshot(self) -> LibrarySnapshot:
         """Photo and error counts, folders with counts, tags with counts, installed models, active and serving."""
         self.lib.refresh_models()  # a refresh follows installs and switches: read the packages again
-        stats = self.lib.stats()
         folders = tuple(FolderInfo(f.path, f.photos, os.path.isdir(f.path)) for f in self.lib.folders())
         models = tuple(ModelInfo(m.id, m.card.name, m.location, m.card.embedding_dim) for m in self.store.list())
+        active = self.active_model_id()
         return LibrarySnapshot(
             library=self.library,
-            photo_count=stats.photos,
-            error_count=stats.errors,
+            photo_count=self.lib.photo_count(),
+            error_count=len(self.lib.errors()),
             models=models,
-            active_model=stats.active_model,
-            serving_model=stats.serving_model,
+            active_model=active,
+            serving_model=self.lib.serving_model_id() if active is not None else None,
             trainer_available=trainer_available(),
             no_model_hint=BUILD_STARTER_HINT,
             folders=folders,
@@ -135,7 +118,7 @@ class LibraryService:
     def active_model_id(self) -> str | None:
         """The active model's id, or None when no model is installed."""
         try:
-            return self.store.active_id()
+            return self.lib.active_id()
         except NoModelError:
             return None
 
@@ -259,13 +242,11 @@ class LibraryService:
     ) -> SearchResult:
         """The photos that match `text` (core's query language) within a folder and a tag, from the serving
         model. Text gives the best `top` by `sort` ("relevance" or "date"); filters alone give every match."""
-        request = SearchRequest(text, folder=folder, tag=tag, top=top, sort=sort, every_filter_match=True)
-        result = self.lib.search(request)
-        return SearchResult([Hit(h.path, h.score) for h in result.hits], result.ranked)
+        return self.lib.search(SearchRequest(text, folder=folder, tag=tag, top=top, sort=sort, every_filter_match=True))
 
-    def similar(self, path: str, top: int = 500) -> list[Hit]:
+    def similar(self, path: str, top: int = 500) -> list[SearchHit]:
         """The photos that look most like `path`, best first (the photo itself left out)."""
-        return [Hit(h.path, h.score) for h in self.lib.similar(Path(path), top=top)]
+        return self.lib.similar(Path(path), top=top)
 
     # --- photos ----------------------------------------------------------------------------------
 
