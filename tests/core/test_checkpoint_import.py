@@ -9,6 +9,7 @@ tensors, the open_clip form of a v1 model, `--name`, bad files, and removing pac
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from core.template_fill import fused_tensors
 from tests.support.core_process import run_without_torch
 from tests.support.golden import golden_file
 from tests.support.golden_checkpoints import as_openclip, golden_arrays, save_safetensors
+from tests.support.scratch import scratch_folder
 
 VARIANTS = {  # golden tag -> the model name its file is detected as
     "S0": "mobileclip-s0",
@@ -120,14 +122,14 @@ def test_unknown_and_damaged_files_give_clear_errors(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def two_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A library with MobileCLIP-S0 (active) and the same file imported again as 'spare'."""
-    root = tmp_path_factory.mktemp("remove")
-    checkpoint = save_safetensors(golden_arrays("S0"), root / "mobileclip_s0.safetensors")
-    library = root / "library"
-    import_cli(checkpoint, library, "--activate")
-    import_cli(checkpoint, library, "--id", "spare")
-    return library
+    with scratch_folder(tmp_path_factory, "remove") as root:
+        checkpoint = save_safetensors(golden_arrays("S0"), root / "mobileclip_s0.safetensors")
+        library = root / "library"
+        import_cli(checkpoint, library, "--activate")
+        import_cli(checkpoint, library, "--id", "spare")
+        yield library
 
 
 def test_remove_refuses_the_active_model_and_removes_another(two_models: Path) -> None:

@@ -27,6 +27,7 @@ from core.preprocess import preprocess
 from core.tagging import TAG_TEMPLATES
 from core.tokenizers.clip_bpe import ClipBpeTokenizer, bundled_vocab_path
 from tests.photo_corpus import available_photos, materialize
+from tests.support.scratch import scratch_folder
 from tests.trainer.test_finetune_forgetting import write_bank
 from trainer.checkpoints import load_checkpoint
 from trainer.cli import main
@@ -64,8 +65,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, starter_package_dir: Path):
 
     The checkpoint file is deleted after the import, as a user may do: the library's kept copy is what remains.
     """
-    root = tmp_path_factory.mktemp("mobileclip-finetune")
-    with pytest.MonkeyPatch.context() as patch:
+    with scratch_folder(tmp_path_factory, "mobileclip-finetune") as root, pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_DATA_HOME", str(root / "xdg"))  # no user-wide packages
         patch.delenv("PHOTOSEEK_HOME", raising=False)
         library = root / "library"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from core.model_store import ModelStore
 from core.preprocess import preprocess
 from tests.support.core_process import run_without_torch
 from tests.support.golden import golden_file
+from tests.support.scratch import scratch_folder
 from trainer.checkpoints import (
     HEAD_BIAS_KEYS,
     CheckpointError,
@@ -77,21 +79,21 @@ def filled() -> _FilledModels:
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory, filled) -> dict[str, tuple[Path, Path]]:
+def imported(tmp_path_factory: pytest.TempPathFactory, filled) -> Iterator[dict[str, tuple[Path, Path]]]:
     """name -> (checkpoint file, installed package): S0 through the CLI (with --activate), MC2-S0 through the API."""
-    root = tmp_path_factory.mktemp("import")
-    out = {}
-    for name in ROUND_TRIP:
-        checkpoint = root / model_info(name).checkpoint_file
-        torch.save(filled[name].state_dict(), checkpoint)
-        library = root / f"library-{name}"
-        if name == "mobileclip-s0":
-            assert trainer_main(["import", str(checkpoint), "--library", str(library), "--activate"]) == 0
-            package = library / "models" / name
-        else:
-            package = import_checkpoint(checkpoint, library / "models")
-        out[name] = (checkpoint, package)
-    return out
+    with scratch_folder(tmp_path_factory, "import") as root:
+        out = {}
+        for name in ROUND_TRIP:
+            checkpoint = root / model_info(name).checkpoint_file
+            torch.save(filled[name].state_dict(), checkpoint)
+            library = root / f"library-{name}"
+            if name == "mobileclip-s0":
+                assert trainer_main(["import", str(checkpoint), "--library", str(library), "--activate"]) == 0
+                package = library / "models" / name
+            else:
+                package = import_checkpoint(checkpoint, library / "models")
+            out[name] = (checkpoint, package)
+        yield out
 
 
 @pytest.mark.parametrize("name", list(MODELS))
