@@ -335,3 +335,25 @@ class _Transaction:
 
     def __exit__(self, exc_type: type | None, *rest: object) -> None:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def read_listing(library: Path) -> tuple[list[str], list[str]] | None:
+    """(folders, indexed photo paths) of a library's index, read without changing anything (no migration, no WAL
+    switch, no new files); None when it has no index yet. The packaged app's self-test looks at a real library so."""
+    database = Path(library) / DB_FILE
+    if not database.is_file():
+        return None
+    wal = database.with_name(database.name + "-wal")
+    # A read-only connection to a WAL database still creates its -wal and -shm files when they are missing. Without a
+    # -wal to merge, everything is in the main file: read it as immutable, which touches nothing.
+    mode = "mode=ro" if wal.is_file() and wal.stat().st_size > 0 else "immutable=1"
+    try:
+        conn = sqlite3.connect(f"{database.resolve().as_uri()}?{mode}", uri=True)
+        try:
+            folders = [from_db(path) for (path,) in conn.execute("SELECT path FROM folders ORDER BY path")]
+            photos = [from_db(path) for (path,) in conn.execute("SELECT path FROM photos")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise LibraryError(f"{database}: cannot read the index: {exc}") from exc
+    return folders, photos

@@ -1,20 +1,18 @@
-"""Look at a library without changing it: its folders and indexed photos read from a read-only database connection,
-and whether this installation finds and reads the same files (the packaged app's self-test uses it on the user's
-real library). Nothing is written: no migration, no WAL switch, no settings, no thumbnails.
+"""Look at a library without changing it: its folders and indexed photos (``index_db.read_listing``, a read-only
+connection), and whether this installation finds and reads the same files (the packaged app's self-test uses it on
+the user's real library). Nothing is written: no migration, no WAL switch, no settings, no thumbnails.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import PhotoSeekError
-from core.pathtext import from_db
+from core.index_db import read_listing
 from core.scanning import scan
 
-INDEX_FILE = "index.sqlite3"
 DECODE_SAMPLES = 8  # photos decoded as a check: one per file type, at most this many
 
 
@@ -28,32 +26,6 @@ class LibraryProbe:
     found: int  # of those present, found again by this installation's scan
     not_found: list[str] = field(default_factory=list)  # present on disk, indexed, but missed by the scan
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # sample photos this installation cannot decode
-
-
-def read_listing(library: Path) -> tuple[list[str], list[str]] | None:
-    """(folders, indexed photo paths) of a library's index, opened read-only; None when it has no index yet."""
-    database = Path(library) / INDEX_FILE
-    if not database.is_file():
-        return None
-    uri = database.resolve().as_uri()
-    wal = database.with_name(database.name + "-wal")
-    # A read-only connection to a WAL database still creates its -wal and -shm files when they are missing. Without a
-    # -wal to merge, everything is in the main file: read it as immutable, which touches nothing.
-    mode = "mode=ro" if wal.is_file() and wal.stat().st_size > 0 else "immutable=1"
-    try:
-        rows = _read(sqlite3.connect(f"{uri}?{mode}", uri=True))
-    except sqlite3.Error as exc:
-        raise PhotoSeekError(f"{database}: cannot read the index: {exc}") from exc
-    return rows
-
-
-def _read(conn: sqlite3.Connection) -> tuple[list[str], list[str]]:
-    try:
-        folders = [from_db(path) for (path,) in conn.execute("SELECT path FROM folders ORDER BY path")]
-        photos = [from_db(path) for (path,) in conn.execute("SELECT path FROM photos")]
-    finally:
-        conn.close()
-    return folders, photos
 
 
 def probe_library(library: Path) -> LibraryProbe | None:

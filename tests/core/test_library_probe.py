@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from core.index_db import read_listing
 from core.library import Library
-from core.library_probe import probe_library, read_listing
+from core.library_probe import probe_library
 from tests.photo_corpus import materialize
 
 

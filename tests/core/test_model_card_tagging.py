@@ -12,7 +12,7 @@ import pytest
 from core.errors import ModelPackageError
 from core.index_db import PhotoIndex
 from core.model_card import CARD_FILE, TaggingSpec, parse_card
-from core.tagging import DEFAULT_Z, MAX_TAGS, Tagger
+from core.tagging import DEFAULT_Z, MAX_TAGS, OFFSET_RANGE, REJECT_STEP, Tagger
 
 
 def _card_json(package: Path) -> dict:
@@ -81,7 +81,6 @@ def test_a_rejection_still_raises_that_tags_threshold_under_the_cards_settings(t
     photo, tags, matrix, z = _photo_and_tags()
     spec = TaggingSpec(min_z=float(z[2] - 0.1), max_tags=3)  # tag2 just passes
     assert [t for t, _ in tagger.suggest(photo, tags, matrix, spec)[0]] == ["tag0", "tag1", "tag2"]
-    with tagger.index.transaction():
-        tagger.conn.execute("INSERT OR IGNORE INTO vocabulary(tag, origin) VALUES ('tag2', 'user')")
-        tagger._nudge("tag2", 0.25)  # what rejecting tag2 on a photo does to its threshold
+    tagger.add_to_vocabulary("tag2")
+    tagger.tables.nudge_offset("tag2", REJECT_STEP, *OFFSET_RANGE)  # what rejecting tag2 on a photo does to it
     assert [t for t, _ in tagger.suggest(photo, tags, matrix, spec)[0]] == ["tag0", "tag1"]
