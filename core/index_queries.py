@@ -109,14 +109,32 @@ def _without_extension(path: str) -> str:
     return path[: len(path) - len(os.path.splitext(path)[1])]
 
 
+def shots_of(index: PhotoIndex, paths: Sequence[str]) -> dict[str, Shot]:
+    """How each photo stands with the other files of its shot, for a page of hits in one statement per chunk: a
+    RAW+JPEG pair is one shot, and search answers with the JPEG, which names its RAW."""
+    bases = {path: _without_extension(path) for path in paths}
+    found: dict[str, list[str]] = {base: [] for base in bases.values()}
+    unique = list(found)
+    for start in range(0, len(unique), IN_CHUNK // 2):
+        part = unique[start : start + IN_CHUNK // 2]
+        # Every file named base.<ext> sorts between "base." and "base/" ('/' follows '.'): one path-index range each.
+        ranges = ",".join(["(?, ?, ?)"] * len(part))
+        bounds = [value for i, base in enumerate(part) for value in (i, to_db(base + "."), to_db(base + "/"))]
+        sql = (
+            f"WITH shot(i, low, high) AS (VALUES {ranges}) "
+            "SELECT shot.i, p.path FROM shot JOIN photos p ON p.path >= shot.low AND p.path < shot.high"
+        )
+        for i, stored in index.conn.execute(sql, bounds):
+            found[part[i]].append(from_db(stored))
+    return {path: _shot(path, base, found[base]) for path, base in bases.items()}
+
+
 def shot_of(index: PhotoIndex, path: str) -> Shot:
-    """A RAW+JPEG pair is one shot: search answers with the JPEG, which names its RAW."""
-    base = _without_extension(path)
-    # Every file named base.<ext> sorts between "base." and "base/" ('/' follows '.').
-    rows = index.conn.execute(
-        "SELECT path FROM photos WHERE path >= ? AND path < ?", (to_db(base + "."), to_db(base + "/"))
-    )
-    twins = [other for other in (from_db(r[0]) for r in rows) if other != path and _without_extension(other) == base]
+    return shots_of(index, [path])[path]
+
+
+def _shot(path: str, base: str, files: list[str]) -> Shot:
+    twins = [other for other in files if other != path and _without_extension(other) == base]
     raws = [t for t in twins if is_raw(t)]
     if is_raw(path):
         return Shot(any(not is_raw(t) for t in twins), None, tuple(twins))

@@ -17,7 +17,7 @@ from core.cutoff import BankStats, matches
 from core.encoders import ModelPackage
 from core.errors import LibraryError
 from core.index_db import PhotoIndex
-from core.index_queries import filter_rows, photo_facts, shot_of
+from core.index_queries import filter_rows, photo_facts, shot_of, shots_of
 from core.preprocess import decode_side, load_image
 from core.query import ParsedQuery, QueryError, combine, demote, parse_query
 from core.raw import RAW_EXTENSIONS
@@ -237,11 +237,12 @@ class SearchEngine:
             part = rows[start : start + max(64, top)]
             ids = self.vectors.ids[part]
             facts = photo_facts(index, ids)
+            shots = shots_of(index, [fact.path for fact in facts.values()])
             for row, photo_id in zip(part, ids, strict=True):
                 fact = facts.get(int(photo_id))
                 if fact is None or fact.path in exclude:
                     continue  # removed since the snapshot, or the photo a `similar` search started from
-                shot = shot_of(index, fact.path)
+                shot = shots[fact.path]
                 if not shot.hidden:
                     hits.append(SearchHit(fact.path, float(scores[row]), fact.taken_at, shot.raw))
                 if len(hits) == top:
