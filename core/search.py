@@ -26,6 +26,7 @@ from core.tagging import Tagger
 from core.vector_store import STORE_DIR
 
 SORTS = ("relevance", "date")
+NARROW_FILTER_SHARE = 0.3  # gathering scattered rows costs more than a pass in order beyond about this share
 
 
 @dataclass(frozen=True)
@@ -145,16 +146,18 @@ class SearchEngine:
         empty = np.zeros((0, self.model.dim), np.float32)
         return combine(empty if positive is None else positive, empty if photos is None else photos)
 
-    def scores(self, query: ParsedQuery) -> np.ndarray | None:
-        """Similarity of every row to the query, negatives applied (one pass over the matrix for all terms);
-        None for a filters-only query. Rows of photos gone since the snapshot score -inf."""
+    def scores(self, query: ParsedQuery, rows: np.ndarray | None = None) -> np.ndarray | None:
+        """Similarity of every row to the query, negatives applied (one pass over the matrix for all terms, or over
+        `rows` alone when given); None for a filters-only query. Rows of photos gone since the snapshot, and rows
+        outside `rows`, score -inf."""
         vector = self.query_vector(query)
         if vector is None and not query.negative:
             return None
         terms = [] if vector is None else [vector[None, :]]
         if query.negative:
             terms.append(self.model.embed_texts(list(query.negative), as_query=True))
-        columns = self.vectors.scores(np.concatenate(terms))
+        queries = np.concatenate(terms)
+        columns = self.vectors.scores(queries) if rows is None else self.vectors.scores_of(rows, queries)
         live = self.vectors.live
         scores = columns[:, 0].copy() if vector is not None else np.where(live, 0.0, -np.inf).astype(np.float32)
         if query.negative:
@@ -186,19 +189,24 @@ class SearchEngine:
         if not len(self) or query.is_empty or top <= 0:
             return []
         with self._index() as index:
-            ranked = self.scores(query)
-            if ranked is None:
+            if not query.has_vector_terms:
                 if min_score is not None and min_score > 1.0:
                     return []
                 rows = filter_rows(index, self._store_id, query, newest_first=True)
                 rows = rows[rows < len(self.vectors.live)]
                 return self._resolve(index, rows[self.vectors.live[rows]], np.ones(len(self.vectors.live)), top)
             mask = self.vectors.live.copy()
+            rows = None
             if query.has_filters:
-                passing = np.zeros_like(mask)
                 rows = filter_rows(index, self._store_id, query)
-                passing[rows[rows < len(mask)]] = True
+                rows = rows[rows < len(mask)]
+                passing = np.zeros_like(mask)
+                passing[rows] = True
                 mask &= passing
+            # A narrow filter (a year, a camera, a folder) scores its own rows rather than the whole matrix. Negative
+            # terms still need the pass: they are measured against the whole library's median.
+            narrow = rows is not None and not query.negative and len(rows) <= len(mask) * NARROW_FILTER_SHARE
+            ranked = self.scores(query, rows if narrow else None)
             if min_score is not None:
                 mask &= ranked >= min_score
             if cutoff:

@@ -67,6 +67,13 @@ class VectorSnapshot:
         scores[~self.live] = -np.inf
         return scores
 
+    def scores_of(self, rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        """float32 [rows, K] scores of some rows only (a filter's), read where they lie; the rest score -inf."""
+        scores = np.full((len(self.live), len(np.atleast_2d(queries))), -np.inf, np.float32)
+        picked = np.sort(rows[self.live[rows]])  # in file order: the pages of the memory map are read once, forwards
+        scores[picked] = score_rows(self.matrix[picked], queries)
+        return scores
+
     def vector(self, row: int) -> np.ndarray:
         return self.matrix[row].astype(np.float32)
 
