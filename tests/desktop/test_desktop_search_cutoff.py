@@ -4,12 +4,18 @@ photos, the starter model)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from core.library import Library
 from core.search import SearchRequest
 from desktop.main_window import MainWindow
+from desktop.photo_grid import MAX_THUMB
 from tests.desktop.support import WAIT_MS, cli_search, corpus_size, wait_for_query
+
+
+def newest_first(paths: list[str]) -> list[str]:
+    return sorted(paths, key=lambda path: -os.stat(path).st_mtime)
 
 
 def search(qtbot, window: MainWindow, text: str) -> None:
@@ -52,12 +58,30 @@ def test_weaker_matches_extend_the_list_below_the_cutoff(qtbot, make_window, ind
     assert ("5 closest photos" if not matches else "then 5 weaker photos") in header.text()
     assert header.fewer_button.isVisibleTo(window) and header.weaker_button.text() == "Show more weaker matches"
 
-    # Pressing again extends further, until every photo is shown and the control goes.
+    # Pressing again extends further, where the user is (the list does not jump back to its top), until every
+    # photo is shown and the control goes.
+    grid.set_thumb_size(MAX_THUMB)  # one photo a row: the list scrolls
+    bar = window.grid.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=WAIT_MS)
+    bar.setValue(bar.maximum())
+    position = bar.value()
+    header.weaker_button.click()
+    qtbot.waitUntil(lambda: grid.rowCount() > len(matches) + 5, timeout=WAIT_MS)
+    assert bar.value() == position > 0
     while header.weaker_button.isVisibleTo(window):
         shown = grid.rowCount()
         header.weaker_button.click()
         qtbot.waitUntil(lambda: grid.rowCount() > shown, timeout=WAIT_MS)  # noqa: B023 (waited on at once)
     assert grid.paths() == matches + below and grid.rowCount() == corpus_size()
+
+    # Sorting by date keeps the matches first and the weaker photos after them, each part newest first.
+    window.set_sort("date")
+    qtbot.waitUntil(lambda: window.photo_list.state.sort == "date", timeout=WAIT_MS)
+    by_date = grid.paths()
+    assert by_date == newest_first(matches) + newest_first(below) and "newest first" in header.text()
+    window.set_sort("relevance")
+    qtbot.waitUntil(lambda: window.photo_list.state.sort == "relevance", timeout=WAIT_MS)
+    assert grid.paths() == matches + below
 
     # "Matches only" goes back to the matches; a new query starts with its matches only.
     header.fewer_button.click()
