@@ -78,6 +78,7 @@ class ResultsHeader(QWidget):
             layout.addWidget(button)
 
     def text(self) -> str:
+        """The line as shown (the controls aside)."""
         return self.label.text()
 
     def show_message(self, text: str) -> None:
