@@ -29,11 +29,10 @@ from core.model_card import verify_files
 from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
 from core.paths import LIBRARY_ENV
 from core.pathtext import display
-from core.search import SORTS, SearchHit, SearchRequest
+from core.search import MAX_MATCHES, SORTS, SearchHit, SearchRequest
 from core.xmp import SIDECAR_STYLES
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_MODEL = 1, 2, 3
-MAX_MATCHES = 1000  # what `search` lists at most when it stops at the matches
 
 
 def _parser() -> argparse.ArgumentParser:

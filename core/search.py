@@ -27,6 +27,7 @@ from core.vector_store import STORE_DIR
 
 SORTS = ("relevance", "date")
 NARROW_FILTER_SHARE = 0.3  # gathering scattered rows costs more than a pass in order beyond about this share
+MAX_MATCHES = 1000  # the most matches a search that stops at the cutoff lists (CLI and app alike)
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,19 @@ class SearchRequest:
     sort: str = "relevance"
     every_filter_match: bool = False  # a filters-only search returns all its matches, not the `top` newest
     cutoff: bool = False  # stop where the matches stop (core.cutoff, calibrated per model), at most `top` of them
+    weaker: int = 0  # with the cutoff: also this many of the best photos below it, after the matches
 
 
 @dataclass(frozen=True)
 class SearchResult:
     """Hits in order, and whether they are ranked by similarity (False for filters only: every hit matches
-    equally, newest first)."""
+    equally, newest first). With the cutoff, `matches` says how many leading hits match; the rest are the
+    weaker ones asked for (None: no cutoff applied)."""
 
     hits: list[SearchHit]
     ranked: bool
+    matches: int | None = None
+    more_weaker: bool = False  # with the cutoff: whether photos below it are left beyond the hits
 
 
 def with_filters(query: ParsedQuery, folder: str | None, tag: str | None) -> ParsedQuery:
@@ -82,6 +87,11 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     candidates = np.argpartition(-scores, k - 1)[:k]
     return candidates[np.argsort(-scores[candidates], kind="stable")]
+
+
+def _newest_first(hit: SearchHit) -> float:
+    """Sort key: newest first, undated last."""
+    return -(hit.taken_at or 0.0)
 
 
 def raw_pairs(paths: list[str]) -> dict[int, int]:
@@ -184,17 +194,25 @@ class SearchEngine:
     ) -> list[SearchHit]:
         """Rank the photos that pass the filters (with `cutoff`, only those that match, at most `top`). Without
         vector terms, every match scores 1, newest first."""
+        return self._run(query, top, min_score, sort, cutoff).hits
+
+    def _run(
+        self, query: ParsedQuery, top: int, min_score: float | None, sort: str, cutoff: bool, weaker: int = 0
+    ) -> SearchResult:
+        """`run`, with the cutoff followed by the `weaker` best photos below it. Sorting by date orders the
+        matches and the weaker ones each on their own, so the weaker ones stay the best-scoring below the cutoff."""
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {SORTS}")
         if not len(self) or query.is_empty or top <= 0:
-            return []
+            return SearchResult([], query.has_vector_terms, 0 if cutoff else None)
         with self._index() as index:
             if not query.has_vector_terms:
                 if min_score is not None and min_score > 1.0:
-                    return []
+                    return SearchResult([], False)
                 rows = filter_rows(index, self._store_id, query, newest_first=True)
                 rows = rows[rows < len(self.vectors.live)]
-                return self._resolve(index, rows[self.vectors.live[rows]], np.ones(len(self.vectors.live)), top)
+                live = self.vectors.live
+                return SearchResult(self._resolve(index, rows[live[rows]], np.ones(len(live)), top), False)
             mask = self.vectors.live.copy()
             rows = None
             if query.has_filters:
@@ -210,19 +228,28 @@ class SearchEngine:
             if min_score is not None:
                 mask &= ranked >= min_score
             if cutoff:
-                hits = self._matching(index, ranked, mask, top)
+                result = self._matching(index, ranked, mask, top, weaker)
             else:
-                hits = self._best(index, np.where(mask, ranked, -np.inf), int(mask.sum()), top)
+                result = SearchResult(self._best(index, np.where(mask, ranked, -np.inf), int(mask.sum()), top), True)
         if sort == "date":
-            hits.sort(key=lambda h: -(h.taken_at or 0.0))
-        return hits
+            split = len(result.hits) if result.matches is None else result.matches
+            hits = sorted(result.hits[:split], key=_newest_first) + sorted(result.hits[split:], key=_newest_first)
+            result = replace(result, hits=hits)
+        return result
 
-    def _matching(self, index: PhotoIndex, scores: np.ndarray, mask: np.ndarray, top: int) -> list[SearchHit]:
-        """The rows that pass the model's cutoff among those in `mask`, best first."""
+    def _matching(self, index: PhotoIndex, scores: np.ndarray, mask: np.ndarray, top: int, weaker: int) -> SearchResult:
+        """The rows that pass the model's cutoff among those in `mask`, best first, then the `weaker` best of
+        the others (one more is looked up to tell whether more lie below)."""
         rows = np.flatnonzero(mask)
         stats = self.bank_stats()
-        kept = matches(scores[rows], BankStats(stats.mean[rows], stats.std[rows]), self.model.card.cutoff)
-        return self._resolve(index, rows[kept], scores, top)
+        kept = rows[matches(scores[rows], BankStats(stats.mean[rows], stats.std[rows]), self.model.card.cutoff)]
+        hits = self._resolve(index, kept, scores, top)
+        if weaker <= 0:
+            return SearchResult(hits, True, len(hits), more_weaker=len(kept) < int(mask.sum()))
+        below = mask.copy()
+        below[kept] = False
+        extra = self._best(index, np.where(below, scores, -np.inf), int(below.sum()), weaker + 1)
+        return SearchResult(hits + extra[:weaker], True, len(hits), more_weaker=len(extra) > weaker)
 
     def _best(
         self, index: PhotoIndex, scores: np.ndarray, candidates: int, top: int, exclude: frozenset[str] = frozenset()
@@ -269,8 +296,8 @@ class SearchEngine:
         ranked = query.has_vector_terms
         top = request.top if ranked or not request.every_filter_match else len(self.vectors.live)
         sort = request.sort if ranked else "date"
-        hits = self.run(query, top=top, min_score=request.min_score, sort=sort, cutoff=request.cutoff and ranked)
-        return SearchResult(hits, ranked)
+        cutoff = request.cutoff and ranked
+        return self._run(query, top, request.min_score, sort, cutoff, request.weaker if cutoff else 0)
 
     def similar(self, path: Path, top: int = 20, min_score: float | None = None) -> list[SearchHit]:
         """Photos most similar to a photo (the photo itself and the other files of its shot left out)."""

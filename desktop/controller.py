@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     LibraryState = tuple[LibrarySnapshot, list[IncompleteFolder]]  # what opening and each refresh read
 
 LIVE_APPEND_SECONDS = 1.5  # while browsing, show freshly indexed photos at most this often
+WEAKER_PAGE = 48  # photos below the search cutoff that each "Show weaker matches" adds (a few rows of the grid)
 FOLDER_JOBS = ("index", "rescan", "remove")  # jobs after which the set of watched folders may differ
 __all__ = ["AppController", "IndexOutcome", "IndexProgress", "PhotoList"]
 
@@ -56,13 +57,15 @@ class AppController(QObject):
         library: Path,
         *,
         search_top: int = 500,
+        weaker_page: int = WEAKER_PAGE,
         watch: bool = True,
         catch_up: bool = True,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.library = Path(library)
-        self.search_top = search_top
+        self.search_top = search_top  # how many similar photos "Find Similar" lists
+        self.weaker_page = weaker_page
         self.watch_folders = watch
         self.catch_up_on_open = catch_up  # reconcile the folders with the disk once the library is open
         self.service: LibraryService | None = None
@@ -164,6 +167,14 @@ class AppController(QObject):
         if sort != self._state.sort:
             self._change(sort=sort)
 
+    def show_weaker(self) -> None:
+        """Show the next page of photos below the search cutoff, after the ones shown."""
+        self._change(weaker=self._state.weaker + self.weaker_page)
+
+    def show_matches_only(self) -> None:
+        """Hide the photos below the search cutoff again."""
+        self._change(weaker=0)
+
     def find_similar(self, path: str) -> None:
         """Show the photos that look most like `path` (across the whole library)."""
         self._change(text="", folder=None, tag=None, similar_to=path)
@@ -173,6 +184,8 @@ class AppController(QObject):
         self._change(text="", folder=None, tag=None, similar_to=None)
 
     def _change(self, **changes: Any) -> None:
+        if changes.keys() - {"sort", "weaker"}:
+            changes["weaker"] = 0  # a new question shows its matches only; a new order keeps what is shown
         self._state = replace(self._state, **changes)
         self._run_query()
 
@@ -183,17 +196,20 @@ class AppController(QObject):
         seq, state, service, top = self._search_seq, self._state, self.service, self.search_top
 
         def work(_: JobContext) -> tuple[int, PhotoList, int]:
-            if state.similar_to is not None:
+            if state.similar_to is not None:  # ranked, no cutoff: what looks alike is what the user asked for
                 hits = service.similar(state.similar_to, top=top)
                 return seq, PhotoList("", [h.path for h in hits], [h.score for h in hits], state), 0
             if not (state.text or state.folder or state.tag):
                 paths, last_id = service.browse()
                 return seq, PhotoList("", paths, None, state), last_id
             if service.active_model_id() is None:
-                return seq, PhotoList(state.text, [], [], state), 0
-            result = service.search(state.text, folder=state.folder, tag=state.tag, top=top, sort=state.sort)
+                return seq, PhotoList(state.text, [], [], state, matches=0), 0
+            result = service.search(
+                state.text, folder=state.folder, tag=state.tag, sort=state.sort, weaker=state.weaker
+            )
             scores = [h.score for h in result.hits] if result.ranked else None
-            return seq, PhotoList(state.text, [h.path for h in result.hits], scores, state), 0
+            paths = [h.path for h in result.hits]
+            return seq, PhotoList(state.text, paths, scores, state, result.matches, result.more_weaker), 0
 
         self.runner.start(f"search {state}", work, on_success=self._searched, on_error=self.error.emit)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from core.indexer import IndexReport
 from core.library import Library
 from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
 from core.preprocess import load_image
-from core.search import SearchHit, SearchRequest, SearchResult, raw_pairs
+from core.search import MAX_MATCHES, SearchHit, SearchRequest, SearchResult, raw_pairs
 from core.tagging import PhotoTag
 from core.thumbnails import ThumbnailCache
 from core.watcher import FolderWatcher
@@ -238,11 +238,13 @@ class LibraryService:
     # --- search ----------------------------------------------------------------------------------
 
     def search(
-        self, text: str, *, folder: str | None = None, tag: str | None = None, top: int = 500, sort: str = "relevance"
+        self, text: str, *, folder: str | None = None, tag: str | None = None, sort: str = "relevance", weaker: int = 0
     ) -> SearchResult:
         """The photos that match `text` (core's query language) within a folder and a tag, from the serving
-        model. Text gives the best `top` by `sort` ("relevance" or "date"); filters alone give every match."""
-        return self.lib.search(SearchRequest(text, folder=folder, tag=tag, top=top, sort=sort, every_filter_match=True))
+        model, by `sort` ("relevance" or "date"). Text stops where the matches stop (core's cutoff, as the CLI's
+        `search` without --top), then adds the `weaker` best photos below it; filters alone give every match."""
+        request = SearchRequest(text, folder=folder, tag=tag, top=MAX_MATCHES, sort=sort, cutoff=True, weaker=weaker)
+        return self.lib.search(replace(request, every_filter_match=True))
 
     def similar(self, path: str, top: int = 500) -> list[SearchHit]:
         """The photos that look most like `path`, best first (the photo itself left out)."""

@@ -7,14 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QUrl
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
-from PySide6.QtWidgets import (
-    QLabel,
-    QMainWindow,
-    QSplitter,
-    QStackedWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QMainWindow, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
 from desktop.controller import AppController, IndexOutcome, PhotoList
 from desktop.dialogs import ask_for_folder, ask_for_photos, confirm_remove_folder, show_errors_dialog
@@ -23,7 +16,7 @@ from desktop.file_actions import local_path, open_or_explain, reveal_or_explain
 from desktop.no_model import cannot_build_text
 from desktop.photo_grid import DEFAULT_THUMB, PhotoGridModel, PhotoGridView
 from desktop.photo_view import PhotoView
-from desktop.results_header import describe_results
+from desktop.results_header import ResultsHeader
 from desktop.search_bar import SearchToolbar
 from desktop.sidebar import Sidebar
 from desktop.status_widgets import MessageBar, StatusArea
@@ -57,9 +50,9 @@ class MainWindow(QMainWindow):
         self.grid.activated.connect(lambda index: self.open_photo(index.row()))
         self.grid.view_requested.connect(self.open_photo)
         self.grid.similar_requested.connect(self.find_similar)
-        self.header = QLabel()
-        self.header.setObjectName("resultsHeader")
-        self.header.setContentsMargins(6, 4, 6, 2)
+        self.header = ResultsHeader()
+        self.header.weaker_requested.connect(controller.show_weaker)
+        self.header.matches_only_requested.connect(controller.show_matches_only)
         results = QWidget()
         results_layout = QVBoxLayout(results)
         results_layout.setContentsMargins(0, 0, 0, 0)
@@ -116,10 +109,8 @@ class MainWindow(QMainWindow):
     def _build_toolbar(self) -> None:
         self.toolbar = SearchToolbar(self)
         self.search_edit = self.toolbar.search_edit
-        self.score_slider, self.score_label = self.toolbar.score_slider, self.toolbar.score_label
         self.model_combo, self.sort_combo = self.toolbar.model_combo, self.toolbar.sort_combo
         self.toolbar.query_requested.connect(self._query_requested)
-        self.toolbar.cutoff_changed.connect(lambda _: self._apply_cutoff())
         self.toolbar.sort_chosen.connect(self.set_sort)
         self.toolbar.model_chosen.connect(self.controller.switch_model)
         self.toolbar.down_pressed.connect(self._focus_grid)
@@ -146,10 +137,10 @@ class MainWindow(QMainWindow):
 
     def _restore_settings(self) -> None:
         restore_window_settings(self)
-        self._apply_cutoff()
+        self._show_rows()
 
     def save_settings(self) -> None:
-        """Remember window geometry, the sidebar, the score cutoff, the sort and the thumbnail size."""
+        """Remember window geometry, the sidebar, the sort and the thumbnail size."""
         save_window_settings(self)
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -261,16 +252,13 @@ class MainWindow(QMainWindow):
 
     @property
     def photo_list(self) -> PhotoList:
-        """The rows last received from the controller (before the score cutoff)."""
+        """The rows last received from the controller."""
         return self._photos
 
     @property
     def search_pending(self) -> bool:
         """Whether typed text is waiting for the debounce timer."""
         return self.toolbar.pending
-
-    def min_score(self) -> float:
-        return self.toolbar.min_score()
 
     # --- photos ----------------------------------------------------------------------------------
 
@@ -344,7 +332,7 @@ class MainWindow(QMainWindow):
         state = photos.state
         self.sidebar.show_filters(state.folder, state.tag)
         self.sort_combo.setEnabled(bool(state.text))
-        self._apply_cutoff()
+        self._show_rows()
 
     def _photos_added(self, paths: list[str]) -> None:
         self.grid_model.append_photos(paths)
@@ -353,32 +341,27 @@ class MainWindow(QMainWindow):
         self._update_header()
         self._update_page()
 
-    def _apply_cutoff(self) -> None:
+    def _show_rows(self) -> None:
         photos, model = self._photos, self.grid_model
-        if photos.scores is None:
-            shown = model.rowCount()
-            if not model.has_scores and shown and photos.paths[:shown] == model.paths():
-                model.append_photos(photos.paths[shown:])  # same list grown: keep the user's scroll position
-            else:
-                bar = self.grid.verticalScrollBar()
-                position = bar.value() if photos.state == self._shown_state else 0
-                model.set_photos(photos.paths)
-                bar.setValue(position)  # the same view re-sorted or updated from disk: stay where the user was
+        shown = model.rowCount()
+        if photos.scores is None and not model.has_scores and shown and photos.paths[:shown] == model.paths():
+            model.append_photos(photos.paths[shown:])  # same list grown: keep the user's scroll position
         else:
-            cutoff = self.min_score()
-            kept = [(p, s) for p, s in zip(photos.paths, photos.scores, strict=True) if s >= cutoff]
-            model.set_photos([p for p, _ in kept], [s for _, s in kept])
+            bar = self.grid.verticalScrollBar()
+            position = bar.value() if photos.state.same_question(self._shown_state) else 0
+            model.set_photos(photos.paths, photos.scores)
+            bar.setValue(position)  # updated from disk, re-sorted or weaker photos added: stay where the user was
         self._shown_state = photos.state
         self._update_header()
         self._update_page()
 
     def _update_header(self) -> None:
-        self.header.setText(describe_results(self._photos, self.grid_model.rowCount(), self.min_score()))
+        self.header.show_results(self._photos, self.grid_model.rowCount())
 
     def _update_page(self) -> None:
         snapshot = self.controller.snapshot
         if snapshot is None:  # still opening: a blank grid, not a misleading "drop photos here"
-            self.header.setText("Opening the library…")
+            self.header.show_message("Opening the library…")
         empty_library = snapshot is not None and snapshot.photo_count == 0 and self.grid_model.rowCount() == 0
         show_empty = empty_library and not self._photos.query
         self.empty.set_indexing(self.controller.indexing)

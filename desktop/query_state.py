@@ -7,7 +7,7 @@ text, so the grid shows exactly what typing that whole query would show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 SORTS = ("relevance", "date")
@@ -20,13 +20,19 @@ def quoted(value: str) -> str:
 
 @dataclass(frozen=True)
 class QueryState:
-    """One request for photos. `similar_to` (a photo path) replaces the text and filters when set."""
+    """One request for photos. `similar_to` (a photo path) replaces the text and filters when set. A text search
+    shows the matches (core's cutoff) and, after them, the `weaker` best photos below the cutoff the user asked for."""
 
     text: str = ""
     folder: str | None = None
     tag: str | None = None
     sort: str = "relevance"
     similar_to: str | None = None
+    weaker: int = 0
+
+    def same_question(self, other: object) -> bool:
+        """Whether `other` asks for the same photos, however many weaker ones each shows."""
+        return isinstance(other, QueryState) and replace(other, weaker=self.weaker) == self
 
     @property
     def browsing_all(self) -> bool:
@@ -46,12 +52,16 @@ class QueryState:
 @dataclass(frozen=True)
 class PhotoList:
     """Rows for the grid: the typed query they answer ("" = none), scores when ranked by similarity, and the
-    whole request (filters, sort, similar photo) they answer."""
+    whole request (filters, sort, similar photo) they answer. A text search's rows are its `matches` (how many
+    rows pass the cutoff; None for lists without one) followed by weaker photos; `more_weaker` says whether
+    more lie below the cutoff."""
 
     query: str
     paths: list[str]
     scores: list[float] | None
     state: QueryState = QueryState()
+    matches: int | None = None
+    more_weaker: bool = False
 
     @property
     def browsing_all(self) -> bool:

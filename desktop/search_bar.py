@@ -1,16 +1,16 @@
-"""The search toolbar: a debounced search box, the sort order, the score cutoff slider and the model picker."""
+"""The search toolbar: a debounced search box, the sort order and the model picker. (Where a search's matches
+stop is core's cutoff, per query; the results header offers the weaker photos below it.)"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QSizePolicy, QSlider, QToolBar, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QSizePolicy, QToolBar, QWidget
 
 from desktop.shortcuts import widget_shortcut
 
 SEARCH_DEBOUNCE_MS = 250
-SCORE_STEPS = 100  # the cutoff slider moves in steps of 0.01 between 0 and 1
 SORT_CHOICES = (("Best match", "relevance"), ("Newest first", "date"))
 
 
@@ -19,7 +19,6 @@ class SearchToolbar(QToolBar):
     on a user's pick."""
 
     query_requested = Signal(str)
-    cutoff_changed = Signal(float)
     sort_chosen = Signal(str)
     model_chosen = Signal(str)
     down_pressed = Signal()
@@ -52,18 +51,6 @@ class SearchToolbar(QToolBar):
         self.addWidget(self.sort_combo)
         self.addSeparator()
 
-        self.score_label = QLabel()
-        self.score_slider = QSlider(Qt.Horizontal)
-        self.score_slider.setObjectName("scoreSlider")
-        self.score_slider.setRange(0, SCORE_STEPS)
-        self.score_slider.setFixedWidth(140)
-        self.score_slider.setToolTip("Hide search results that score below this cutoff")
-        self.score_slider.valueChanged.connect(self._slider_moved)
-        self.addWidget(QLabel(" Min score "))
-        self.addWidget(self.score_slider)
-        self.addWidget(self.score_label)
-        self.addSeparator()
-
         self.model_combo = QComboBox()
         self.model_combo.setObjectName("modelPicker")
         self.model_combo.setToolTip("The model that embeds photos and queries; switching re-embeds the library")
@@ -72,7 +59,6 @@ class SearchToolbar(QToolBar):
         self.model_combo.activated.connect(self._model_activated)
         self.addWidget(QLabel(" Model "))
         self.addWidget(self.model_combo)
-        self._slider_moved(0)
 
     @property
     def pending(self) -> bool:
@@ -105,9 +91,6 @@ class SearchToolbar(QToolBar):
     def sort(self) -> str:
         return self.sort_combo.currentData()
 
-    def min_score(self) -> float:
-        return self.score_slider.value() / SCORE_STEPS
-
     def set_models(self, models: Sequence[object], active: str | None) -> None:
         """Fill the picker with installed packages (objects with id, name, location) and select the active one."""
         combo = self.model_combo
@@ -120,10 +103,6 @@ class SearchToolbar(QToolBar):
             combo.setCurrentIndex(combo.findData(active))
         combo.setEnabled(bool(models))
         combo.blockSignals(False)
-
-    def _slider_moved(self, value: int) -> None:
-        self.score_label.setText(f"{value / SCORE_STEPS:.2f}")
-        self.cutoff_changed.emit(value / SCORE_STEPS)
 
     def _model_activated(self, index: int) -> None:
         model_id = self.model_combo.itemData(index)

@@ -1,8 +1,8 @@
 """`photoseek --self-test`: prove a build works, headless, through the real window and workers.
 
 It loads the installed model, indexes a few real photos into a throw-away library by the same path a drop
-takes, searches "a cat" like a user typing, and checks the cat photo comes first; then that every photo gets its
-thumbnail, the photo view shows the cat with its auto-tags, and a tag added there is saved and removed
+takes, searches "a cat" like a user typing, and checks the cat photo comes first and the results stop before every
+photo; then that "Show weaker matches" lists the others, every photo gets its thumbnail, the photo view shows the cat with its auto-tags, and a tag added there is saved and removed
 (self_test_checks). Last, it looks at the user's real library read-only: are its indexed photos found and readable
 by this build? Exit code 0 means all of that worked; anything else prints the reason.
 """
@@ -16,7 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from desktop.self_test_checks import SelfTestError, check_photo_view_and_tags, check_real_library, check_thumbnails
+from desktop.self_test_checks import (
+    SelfTestError,
+    check_photo_view_and_tags,
+    check_real_library,
+    check_thumbnails,
+    check_weaker_matches,
+)
 
 SELFTEST_DIR = "selftest"
 SELFTEST_PHOTOS = ("chelsea_cat", "coffee", "astronaut")  # tests.photo_corpus names
@@ -122,6 +128,7 @@ def _run(library: Path | None, work: Path) -> str:
         if leaked:
             raise SelfTestError(f"the app imported {', '.join(leaked)}; the runtime must not")
         score = result.scores[0]
+        matches = check_weaker_matches(window, count, TIMEOUT_MS)
         thumbnails = check_thumbnails(window, TIMEOUT_MS)
         tags = check_photo_view_and_tags(window, TIMEOUT_MS)
         if errors:
@@ -132,7 +139,7 @@ def _run(library: Path | None, work: Path) -> str:
     real = check_real_library(library_dir(library))
     return (
         f"model={snapshot.active_model} photos={count} query={QUERY!r} top={Path(top).name} score={score:.3f} "
-        f"thumbnails={thumbnails} auto_tags={','.join(tags[:3])} tag_edit=ok {real} "
+        f"matches={matches} thumbnails={thumbnails} auto_tags={','.join(tags[:3])} tag_edit=ok {real} "
         f"platform={app.platformName()} seconds={time.perf_counter() - started:.1f}"
     )
 

@@ -46,6 +46,17 @@ def check_thumbnails(window: MainWindow, timeout_ms: int) -> int:
     return len(paths)
 
 
+def check_weaker_matches(window: MainWindow, photos: int, timeout_ms: int) -> int:
+    """The search stopped where its matches stop (not every photo is a cat) and "Show weaker matches" brings the
+    other photos below them; returns how many matched."""
+    matches = window.grid_model.rowCount()
+    if not 0 < matches < photos or not window.header.weaker_button.isVisibleTo(window):
+        raise SelfTestError(f"the search listed {matches} of {photos} photos and offered no weaker ones: no cutoff")
+    window.header.weaker_button.click()
+    wait_until(lambda: window.grid_model.rowCount() == photos, timeout_ms, "the weaker matches")
+    return matches
+
+
 def check_photo_view_and_tags(window: MainWindow, timeout_ms: int) -> list[str]:
     """Open the first photo: its preview shows, it carries auto-tags, and a tag added and removed in the view's
     tag field is saved each time. Returns the photo's auto-tags."""

@@ -1,4 +1,4 @@
-"""What the main window remembers between sessions: geometry, sidebar, score cutoff, sort, thumbnail size."""
+"""What the main window remembers between sessions: geometry, sidebar, sort, thumbnail size."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from desktop.main_window import MainWindow
 
 SIDEBAR_WIDTH = 220
+OLD_MIN_SCORE_KEY = "search/min_score_steps"  # the min-score slider's, before searches stopped at their own cutoff
 
 
 def restore_window_settings(window: MainWindow) -> None:
@@ -31,7 +32,6 @@ def restore_window_settings(window: MainWindow) -> None:
         window.splitter.setSizes([SIDEBAR_WIDTH, max(1, window.width() - SIDEBAR_WIDTH)])
     window.menu_actions["sidebar"].setChecked(str(settings.value("window/sidebar", "true")).lower() == "true")
     window.set_sidebar_visible(window.menu_actions["sidebar"].isChecked())
-    window.score_slider.setValue(int(settings.value("search/min_score_steps", 0)))
     window.grid_model.set_thumb_size(int(settings.value("grid/thumb_size", DEFAULT_THUMB)))
     sort = str(settings.value("search/sort", SORTS[0]))
     window.set_sort(sort if sort in SORTS else SORTS[0])
@@ -44,7 +44,7 @@ def save_window_settings(window: MainWindow) -> None:
     settings.setValue("window/state", window.saveState())
     settings.setValue("window/splitter", window.splitter.saveState())
     settings.setValue("window/sidebar", "true" if window.menu_actions["sidebar"].isChecked() else "false")
-    settings.setValue("search/min_score_steps", window.score_slider.value())
+    settings.remove(OLD_MIN_SCORE_KEY)
     settings.setValue("search/sort", window.controller.state.sort)
     settings.setValue("grid/thumb_size", window.grid_model.thumb_size)
     settings.sync()

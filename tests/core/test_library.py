@@ -66,6 +66,35 @@ def test_text_search_and_score_cutoff(indexed) -> None:
     assert _names(engine.search("a cat", min_score=cutoff)) == ["chelsea_cat"]
 
 
+def test_weaker_photos_follow_the_cutoffs_matches(indexed) -> None:
+    """What the desktop's "Show weaker matches" asks core for: the matches as the cutoff gives them, then the best
+    photos below the cutoff, each part in the chosen order; and whether more lie below."""
+    lib, paths = indexed
+    ranked = lib.search(SearchRequest("a cat", top=len(NAMES))).hits
+    plain = lib.search(SearchRequest("a cat", top=50, cutoff=True))
+    assert plain.matches == len(plain.hits) < len(NAMES) and plain.more_weaker
+    below = [hit for hit in ranked if hit not in plain.hits]  # best first
+    one = lib.search(SearchRequest("a cat", top=50, cutoff=True, weaker=1))
+    assert one.matches == plain.matches and one.hits == plain.hits + below[:1] and one.more_weaker
+    every = lib.search(SearchRequest("a cat", top=50, cutoff=True, weaker=len(NAMES)))
+    assert every.hits == plain.hits + below and not every.more_weaker
+
+    by_date = lib.search(SearchRequest("a cat", top=50, cutoff=True, weaker=len(NAMES), sort="date"))
+    split = by_date.matches
+    assert (
+        split == plain.matches
+        and set(by_date.hits[:split]) == set(plain.hits)
+        and set(by_date.hits[split:]) == set(below)
+    )
+    dates = [-(hit.taken_at or 0.0) for hit in by_date.hits[split:]]
+    assert dates == sorted(dates)
+
+    home = str(paths["chelsea_cat"].parent)
+    in_home = lib.search(SearchRequest("a cat", folder=home, top=50, cutoff=True, weaker=len(NAMES)))
+    assert len(in_home.hits) == 3 and all(hit.path.startswith(home) for hit in in_home.hits)
+    assert lib.search(SearchRequest("a cat", top=50)).matches is None  # no cutoff asked for
+
+
 def test_negative_term_pushes_results_away(indexed) -> None:
     lib, _ = indexed
     engine = lib.search_engine()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QTreeWidget
 
+from core import cli
 from desktop.main_window import MainWindow
 from tests.photo_corpus import available_photos, materialize
 
@@ -61,3 +63,10 @@ def click_row(qtbot, tree: QTreeWidget, text: str) -> None:
 def names(window: MainWindow) -> list[str]:
     """File names of the grid's rows, in order."""
     return [Path(p).stem for p in window.grid_model.paths()]
+
+
+def cli_search(capsys, library: Path, query: str) -> list[str]:
+    """The paths `python -m core search QUERY --json` prints (no --top: the matches), in order; run in this process."""
+    capsys.readouterr()
+    assert cli.main(["search", query, "--library", str(library), "--json"]) == 0
+    return [hit["path"] for hit in json.loads(capsys.readouterr().out)]

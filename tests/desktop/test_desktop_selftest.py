@@ -29,6 +29,7 @@ def test_self_test_indexes_searches_and_never_imports_torch(library: Path, tmp_p
     line = next(line for line in done.stdout.splitlines() if line.startswith("SELF-TEST OK"))
     assert "model=starter" in line and "top=chelsea" in line and "platform=offscreen" in line
     assert "thumbnails=3" in line and "tag_edit=ok" in line and "library=none-yet" in line
+    assert 0 < int(re.search(r"matches=(\d+) ", line).group(1)) < 3  # the search stopped before every photo
     assert re.search(r"auto_tags=[^ ]+", line)  # the cat photo has tags of its own
     # The self-test's own check: neither torch nor the trainer was imported by the GUI, its workers or core.
     assert "imported" not in done.stderr
