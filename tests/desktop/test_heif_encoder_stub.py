@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.photo_corpus import load_photo
-from tools.heif_encoder_stub import build_x265_stub, undefined_symbols
+from tools.heif_encoder_stub import StubUnavailable, build_x265_stub, undefined_symbols
 
 # Runs in a child process whose pillow_heif is the copy beside the stub.
 CHILD = """
@@ -68,3 +68,13 @@ def test_stub_decodes_heic_like_the_real_encoder_library_and_refuses_to_encode(t
     assert report["x265"] == [str(stub)]  # the child loaded the stub, not the real encoder
     assert np.array_equal(np.load(tmp_path / "stub_pixels.npy"), real_pixels)
     assert report["encoded"] != "yes" and "bit depth" in report["encoded"].lower(), report["encoded"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the stub is made for the Linux bundle")
+def test_no_stub_for_a_library_that_needs_more_of_x265(tmp_path: Path) -> None:
+    libs = Path(pillow_heif.__file__).resolve().parents[1] / "pillow_heif.libs"
+    x265 = next(libs.glob("libx265*.so*"))
+    numpy_core = next(Path(np.__file__).parent.glob("_core/_multiarray_umath*.so"))  # imports no x265 at all
+    with pytest.raises(StubUnavailable, match="not just x265_api_get_N and x265_cleanup"):
+        build_x265_stub(numpy_core, x265, tmp_path)
+    assert not list(tmp_path.iterdir())
