@@ -4,7 +4,8 @@
 
 For a library built by ``bench/library_scale.py build`` (its photos live under /photos/<year>/...), prints the
 median wall time of each kind of query (plain text, a negative term, a folder, year + camera), best ``--top`` as the
-desktop asks, after one warm-up query; then the plain query's breakdown: the text embedded, the pass over the matrix,
+desktop asks, after one warm-up query; browsing the whole library (the ids newest first and the first page of paths,
+as the grid reads them); then the plain query's breakdown: the text embedded, the pass over the matrix,
 and the rest (filters, top-k and reading the hits). Whole-process times are ``bench/library_scale.py run``'s.
 """
 
@@ -65,6 +66,11 @@ def main() -> int:
     for name, text in queries.items():
         ms, hits = _median_ms(library, SearchRequest(text, top=args.top, every_filter_match=True), args.repeat)
         print(f"  {name:<16} {ms:7.1f} ms  ({hits} hits)")
+    started = time.perf_counter()
+    order = library.browse()
+    library.paths_by_id(order.ids[:256])
+    browse_ms = (time.perf_counter() - started) * 1000
+    print(f"  browse all       {browse_ms:7.1f} ms  ({len(order.ids):,} ids newest first + the first page of paths)")
     parts = _breakdown(library, queries["plain text"], args.repeat)
     plain, _ = _median_ms(library, SearchRequest(queries["plain text"], top=args.top), args.repeat)
     rest = plain - sum(parts.values())

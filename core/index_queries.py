@@ -73,12 +73,32 @@ def photos_under(index: PhotoIndex, folder: str) -> int:
     return index.conn.execute("SELECT COUNT(*) FROM photos WHERE path >= ? AND path < ?", (low, high)).fetchone()[0]
 
 
-def newest_first(index: PhotoIndex) -> tuple[list[str], int]:
-    """Every photo's path, newest first (date taken, else file date), and the highest photo id."""
-    # One pass over the table and a sort beats walking the date index, which visits the rows in random order.
-    rows = index.conn.execute(f"SELECT p.path, p.id FROM photos p NOT INDEXED ORDER BY {PHOTO_DATE} DESC, p.id")
-    rows = rows.fetchall()
-    return [from_db(path) for path, _ in rows], max((pid for _, pid in rows), default=0)
+def newest_first_ids(index: PhotoIndex) -> tuple[np.ndarray, int]:
+    """Every photo's id, newest first (date taken, else file date; among equal dates the last added first), with
+    the RAW files whose rendered twin is indexed left out (browsing shows such a shot as its JPEG, as search does);
+    and the highest photo id, read in the same snapshot, to ask for what is new later."""
+    walk = f"SELECT id FROM photos INDEXED BY photos_by_date ORDER BY {PHOTO_DATE.replace('p.', '')} DESC"
+    index.conn.execute("BEGIN")  # one read snapshot: photos indexed meanwhile are all after the id returned
+    try:
+        ids = np.fromiter((r[0] for r in index.conn.execute(walk)), np.int64)
+        last_id = index.conn.execute("SELECT COALESCE(MAX(id), 0) FROM photos").fetchone()[0]
+        hidden = _hidden_raws(index)
+    finally:
+        index.conn.execute("COMMIT")
+    return (ids[~np.isin(ids, hidden)] if hidden else ids), last_id
+
+
+def _hidden_raws(index: PhotoIndex) -> list[int]:
+    """Ids of the RAW files whose rendered twin (JPEG, HEIC...) is indexed."""
+    # A test of each row's last few characters finds the few RAW files to look at closely.
+    tests, params = [], []
+    for length in sorted({len(ext) for ext in RAW_EXTENSIONS}):
+        endings = sorted(ext for ext in RAW_EXTENSIONS if len(ext) == length)
+        tests.append(f"lower(CAST(substr(path, -{length}) AS TEXT)) IN ({','.join('?' * len(endings))})")
+        params.extend(endings)
+    raws = index.conn.execute(f"SELECT id, path FROM photos WHERE {' OR '.join(tests)}", params).fetchall()
+    paths = {from_db(path): pid for pid, path in raws}
+    return [paths[path] for path, shot in shots_of(index, list(paths)).items() if shot.hidden]
 
 
 def photo_facts(index: PhotoIndex, ids: Sequence[int]) -> dict[int, PhotoFacts]:

@@ -9,7 +9,7 @@ model has embedded every photo, so a re-embed in the background never leaves sea
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 from core.encoders import ModelPackage
 from core.errors import NoModelError, PhotoSeekError
 from core.index_db import IndexedPhoto, PhotoIndex
-from core.index_queries import newest_first, photos_under
+from core.index_queries import newest_first_ids, photo_facts, photos_under
 from core.indexer import IndexReport, ProgressCallback, index_paths
 from core.model_store import ModelStore
 from core.paths import library_dir
@@ -37,6 +37,14 @@ class FolderCount:
 
     path: str
     photos: int
+
+
+@dataclass(frozen=True)
+class PhotoOrder:
+    """The photos to browse, as ids in the order shown, and the highest photo id when they were read."""
+
+    ids: np.ndarray  # int64
+    last_id: int
 
 
 @dataclass(frozen=True)
@@ -176,10 +184,17 @@ class Library:
 
     # --- browsing, tags, vocabulary, errors, stats -------------------------------------------------
 
-    def browse(self) -> tuple[list[str], int]:
-        """Every indexed photo's path, newest first, and the highest photo id (to ask for what is new later)."""
+    def browse(self) -> PhotoOrder:
+        """Every indexed photo as an id, newest first (a RAW with its rendered twin shown as that twin), and the
+        highest photo id, to ask for what is new later. Paths are read for the rows shown (`paths_by_id`)."""
         with self.open_index() as index:
-            return newest_first(index)
+            return PhotoOrder(*newest_first_ids(index))
+
+    def paths_by_id(self, ids: Sequence[int]) -> list[str | None]:
+        """The paths of photos by id, in order; None for a photo no longer indexed."""
+        with self.open_index() as index:
+            facts = photo_facts(index, ids)
+        return [facts[i].path if i in facts else None for i in map(int, ids)]
 
     def photo_count(self) -> int:
         with self.open_index() as index:

@@ -200,8 +200,8 @@ class AppController(QObject):
                 hits = service.similar(state.similar_to, top=top)
                 return seq, PhotoList("", [h.path for h in hits], [h.score for h in hits], state), 0
             if not (state.text or state.folder or state.tag):
-                paths, last_id = service.browse()
-                return seq, PhotoList("", paths, None, state), last_id
+                order = service.browse()
+                return seq, PhotoList("", [], None, state, library_ids=order.ids), order.last_id
             if service.active_model_id() is None:
                 return seq, PhotoList(state.text, [], [], state, matches=0), 0
             result = service.search(

@@ -21,7 +21,7 @@ from PIL import Image
 
 from core.errors import ImageDecodeError, LibraryError, NoModelError
 from core.indexer import IndexReport
-from core.library import Library
+from core.library import Library, PhotoOrder
 from core.model_store import BUILD_STARTER_HINT, build_starter, trainer_available
 from core.preprocess import load_image
 from core.search import MAX_MATCHES, SearchHit, SearchRequest, SearchResult, raw_pairs
@@ -128,10 +128,13 @@ class LibraryService:
         rows = self.lib.photos_after(after_id)
         return _one_per_shot([path for _, path in rows]), max((pid for pid, _ in rows), default=after_id)
 
-    def browse(self) -> tuple[list[str], int]:
-        """Every indexed photo, newest first (date taken, else file date), and the highest photo id."""
-        paths, last_id = self.lib.browse()
-        return _one_per_shot(paths), last_id
+    def browse(self) -> PhotoOrder:
+        """Every indexed photo as an id, newest first (date taken, else file date), and the highest photo id."""
+        return self.lib.browse()
+
+    def paths_by_id(self, ids: Sequence[int]) -> list[str | None]:
+        """The paths of photos by id (None for one no longer indexed): the grid reads a page of rows at a time."""
+        return self.lib.paths_by_id(ids)
 
     def errors(self) -> list[tuple[str, str]]:
         """(path, reason) of every file that could not be indexed."""

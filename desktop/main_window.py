@@ -13,6 +13,7 @@ from desktop.controller import AppController, IndexOutcome, PhotoList
 from desktop.dialogs import ask_for_folder, ask_for_photos, confirm_remove_folder, show_errors_dialog
 from desktop.empty_state import EmptyState
 from desktop.file_actions import local_path, open_or_explain, reveal_or_explain
+from desktop.grid_rows import LibraryRows
 from desktop.no_model import cannot_build_text
 from desktop.photo_grid import DEFAULT_THUMB, PhotoGridModel, PhotoGridView
 from desktop.photo_view import PhotoView
@@ -344,12 +345,16 @@ class MainWindow(QMainWindow):
     def _show_rows(self) -> None:
         photos, model = self._photos, self.grid_model
         shown = model.rowCount()
-        if photos.scores is None and not model.has_scores and shown and photos.paths[:shown] == model.paths():
+        paths_only = photos.library_ids is None and not model.shows_library and not model.has_scores
+        if paths_only and photos.scores is None and shown and photos.paths[:shown] == model.paths():
             model.append_photos(photos.paths[shown:])  # same list grown: keep the user's scroll position
         else:
             bar = self.grid.verticalScrollBar()
             position = bar.value() if photos.state.same_question(self._shown_state) else 0
-            model.set_photos(photos.paths, photos.scores)
+            if photos.library_ids is None:
+                model.set_photos(photos.paths, photos.scores)
+            else:  # the whole library: its paths are read a page at a time as rows come into view
+                model.set_rows(LibraryRows(photos.library_ids, self.controller.service.paths_by_id))
             bar.setValue(position)  # updated from disk, re-sorted or weaker photos added: stay where the user was
         self._shown_state = photos.state
         self._update_header()

@@ -1,4 +1,4 @@
-"""The photo grid: a list model that holds only paths and scores, a delegate that paints cells, and the view.
+"""The photo grid: a list model over rows of photos (desktop.grid_rows), a delegate that paints cells, and the view.
 
 PySide6 6.12 on Python 3.11 drops a reference to None each time Python code reads `QModelIndex.data()` for a role
 that answers None, and enough of them crash the interpreter. So Python code here (the delegate, the window) asks
@@ -6,7 +6,8 @@ the model's own methods (`path`, `score`, `thumbnail`) and only Qt's C++ side go
 
 The model never touches pixels up front: `DecorationRole` asks the thumbnail loader, which answers from its
 LRU or queues a load and returns None (the delegate paints a placeholder until `ready` arrives). With
-uniform item sizes the view only asks about the rows on screen, so 100k rows cost a list of strings.
+uniform item sizes the view only asks about the rows on screen, so browsing a million photos reads the paths of
+the pages on screen only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from core.pathtext import display
 from desktop.file_actions import open_or_explain, reveal_or_explain
+from desktop.grid_rows import LibraryRows, PathRows
 from desktop.thumbnail_loader import ThumbnailLoader
 
 PathRole = Qt.UserRole + 1
@@ -36,6 +38,7 @@ ThumbStateRole = Qt.UserRole + 3  # "ready", "loading" or "failed"
 
 MIN_THUMB, MAX_THUMB, DEFAULT_THUMB = 96, 320, 160
 ModelIndex = QModelIndex | QPersistentModelIndex
+GridRows = PathRows | LibraryRows
 
 
 class PhotoGridModel(QAbstractListModel):
@@ -48,56 +51,58 @@ class PhotoGridModel(QAbstractListModel):
         self.loader = loader
         self.thumb_size = DEFAULT_THUMB
         self.device_ratio = 1.0
-        self._paths: list[str] = []
-        self._scores: list[float] | None = None
-        self._row_of: dict[str, int] = {}
+        self._rows: GridRows = PathRows([])
         loader.ready.connect(self._thumbnail_changed)
         loader.failed.connect(self._thumbnail_changed)
 
     # --- content ---------------------------------------------------------------------------------
 
     def set_photos(self, paths: Sequence[str], scores: Sequence[float] | None = None) -> None:
-        """Replace every row (a new search result or the whole library)."""
-        if scores is not None and len(scores) != len(paths):
-            raise ValueError(f"{len(paths)} paths but {len(scores)} scores")
+        """Replace every row with these photos (a search result)."""
+        self.set_rows(PathRows(paths, scores))
+
+    def set_rows(self, rows: GridRows) -> None:
+        """Replace every row (a search result, or the whole library read a page at a time)."""
         self.beginResetModel()
-        self._paths = list(paths)
-        self._scores = list(scores) if scores is not None else None
-        self._row_of = {path: row for row, path in enumerate(self._paths)}
+        self._rows = rows
         self.endResetModel()
 
     def append_photos(self, paths: Sequence[str]) -> None:
         """Add rows at the end (photos indexed while the user browses); paths already shown are skipped."""
-        new = [p for p in dict.fromkeys(paths) if p not in self._row_of]
-        if not new or self._scores is not None:
+        new = self._rows.new_paths(paths)
+        if not new:
             return
-        first = len(self._paths)
+        first = len(self._rows)
         self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
-        self._paths.extend(new)
-        self._row_of.update((path, first + i) for i, path in enumerate(new))
+        self._rows.extend(new)
         self.endInsertRows()
 
     def paths(self) -> list[str]:
-        """Every row's path, in row order."""
-        return list(self._paths)
+        """Every row's path, in row order (reads them all: for short lists)."""
+        return [self._rows.path(row) for row in range(len(self._rows))]
 
     def path(self, row: int) -> str:
-        return self._paths[row]
+        return self._rows.path(row)
 
     def score(self, row: int) -> float | None:
         """The search score of a row; None when browsing."""
-        return None if self._scores is None else self._scores[row]
+        return self._rows.score(row)
 
     def thumbnail(self, row: int) -> QPixmap | None:
         """The row's thumbnail if loaded; otherwise None, and the load is queued."""
-        return self.loader.pixmap(self._paths[row], self.thumb_size, self.device_ratio)
+        return self.loader.pixmap(self._rows.path(row), self.thumb_size, self.device_ratio)
 
     def row_of(self, path: str) -> int | None:
-        return self._row_of.get(path)
+        return self._rows.row_of(path)
 
     @property
     def has_scores(self) -> bool:
-        return self._scores is not None
+        return self._rows.has_scores
+
+    @property
+    def shows_library(self) -> bool:
+        """Whether the rows are the whole library, read a page at a time."""
+        return isinstance(self._rows, LibraryRows)
 
     def set_thumb_size(self, size: int) -> None:
         """Paint thumbnails at another size (zoom); rows stay the same."""
@@ -107,18 +112,18 @@ class PhotoGridModel(QAbstractListModel):
     # --- Qt model API ----------------------------------------------------------------------------
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self._paths)
+        return 0 if parent.isValid() else len(self._rows)
 
     def data(self, index: ModelIndex, role: int = Qt.DisplayRole) -> object:
-        if not index.isValid() or not 0 <= index.row() < len(self._paths):
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
-        path = self._paths[index.row()]
+        path = self._rows.path(index.row())
         if role == Qt.DisplayRole:
             return display(os.path.basename(path))  # Qt text cannot hold the raw bytes of a name
         if role == PathRole:
             return path
         if role == ScoreRole:
-            return None if self._scores is None else self._scores[index.row()]
+            return self._rows.score(index.row())
         if role == Qt.DecorationRole:
             return self.loader.pixmap(path, self.thumb_size, self.device_ratio)
         if role == ThumbStateRole:
@@ -126,13 +131,12 @@ class PhotoGridModel(QAbstractListModel):
                 return "failed"
             return "ready" if self.loader.pixmap(path, self.thumb_size, self.device_ratio) is not None else "loading"
         if role == Qt.ToolTipRole:
-            if self._scores is None:
-                return display(path)
-            return f"{display(path)}\nscore {self._scores[index.row()]:.3f}"
+            score = self._rows.score(index.row())
+            return display(path) if score is None else f"{display(path)}\nscore {score:.3f}"
         return None
 
     def _thumbnail_changed(self, path: str) -> None:
-        row = self._row_of.get(path)
+        row = self._rows.row_of(path)
         if row is not None:
             index = self.index(row)
             self.dataChanged.emit(index, index, [Qt.DecorationRole])

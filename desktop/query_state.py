@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 SORTS = ("relevance", "date")
 
 
@@ -52,7 +54,8 @@ class QueryState:
 @dataclass(frozen=True)
 class PhotoList:
     """Rows for the grid: the typed query they answer ("" = none), scores when ranked by similarity, and the
-    whole request (filters, sort, similar photo) they answer. A text search's rows are its `matches` (how many
+    whole request (filters, sort, similar photo) they answer; the whole library comes as `library_ids`, whose paths
+    the grid reads as rows are shown. A text search's rows are its `matches` (how many
     rows pass the cutoff; None for lists without one) followed by weaker photos; `more_weaker` says whether
     more lie below the cutoff."""
 
@@ -62,6 +65,7 @@ class PhotoList:
     state: QueryState = QueryState()
     matches: int | None = None
     more_weaker: bool = False
+    library_ids: np.ndarray | None = None  # browsing: every photo as an id in display order, `paths` left empty
 
     @property
     def browsing_all(self) -> bool:
