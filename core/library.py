@@ -20,7 +20,7 @@ from core.errors import NoModelError, PhotoSeekError
 from core.index_db import IndexedPhoto, PhotoIndex
 from core.index_queries import newest_first, photos_under
 from core.indexer import IndexReport, ProgressCallback, index_paths
-from core.model_store import ModelStore
+from core.model_store import ModelStore, embedding_counts
 from core.paths import library_dir
 from core.search import SearchEngine, SearchHit, SearchRequest, SearchResult
 from core.tagging import PhotoTag, Tagger
@@ -113,8 +113,11 @@ class Library:
         self.refresh_models()
 
     def _complete(self, model_id: str) -> bool:
+        """Whether every photo has an embedding from this model's image side (made for it or for a model sharing
+        it, such as the base of a text-only fine-tune): switching to such a model embeds nothing."""
+        card = self.store.find(model_id).card
         with self.open_index() as index:
-            return index.vectors.count(model_id, self.store.find(model_id).card.embedding_dim) >= index.photo_count()
+            return index.vectors.count(index.vectors.key_for(card), card.embedding_dim) >= index.photo_count()
 
     def index(
         self,
@@ -147,17 +150,18 @@ class Library:
                 on_batch=tag_batch,
                 thumbnails=ThumbnailCache(self.path),
             )
-            if not report.cancelled and index.vectors.count(model.id, model.dim) >= index.photo_count():
+            store_key = index.vectors.key_for(model.card)
+            if not report.cancelled and index.vectors.count(store_key, model.dim) >= index.photo_count():
                 self.store.write_setting(SERVING_KEY, model.id)
-            if index.vectors.needs_compaction(model.id):
-                index.vectors.compact(model.id)
+            if index.vectors.needs_compaction(store_key):
+                index.vectors.compact(store_key)
         return report
 
     def search_engine(self) -> SearchEngine:
         """A search engine over the serving model's embeddings, kept while they stay as they are."""
         model = self.model(self.serving_model_id())
         with self.open_index() as index:
-            key = (model.id, *index.vectors.version(model.id))
+            key = (model.id, *index.vectors.version(index.vectors.key_for(model.card)))
             with self._lock:
                 if self._engine is not None and self._engine[0] == key:
                     return self._engine[1]
@@ -250,7 +254,7 @@ class Library:
                 library=str(self.path),
                 photos=index.photo_count(),
                 folders=index.folders(),
-                embeddings=index.vectors.counts(),
+                embeddings=embedding_counts(index.vectors.counts(), self.store.list()),
                 tags=len(Tagger(index).tag_counts()),
                 errors=len(index.errors()),
             )

@@ -17,6 +17,7 @@ from core.errors import ModelPackageError
 from core.kept_checkpoints import CHECKPOINT_DIR
 from core.library import Library
 from core.model_card import read_card
+from core.model_store import image_keys
 from core.pathtext import display
 
 
@@ -132,7 +133,10 @@ def cmd_remove(args: argparse.Namespace, library: Library) -> dict[str, object]:
     os.replace(model.dir, doomed)
     shutil.rmtree(doomed)
     with library.open_index() as index:
-        index.vectors.drop(model.id)  # its embeddings go with it
+        index.vectors.drop(model.id)  # a store still kept under its id (schema 3) goes with it
+        key = image_keys([model]).get(model.id)
+        if key is not None and key not in image_keys(library.store.list()).values():
+            index.vectors.drop(key)  # its photo embeddings go too, unless a model sharing its image side stays
     library.refresh_models()
     return {"removed": model.id, "path": display(str(model.dir))}
 

@@ -43,7 +43,7 @@ from trainer.finetune.forgetting import (
 from trainer.finetune.mobileclip import MobileCLIPTuner, is_mobileclip
 from trainer.finetune.reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
 from trainer.finetune.starter import StarterTuner
-from trainer.finetune.tuner import Evaluate, FinetuneError, Log, Tuner, teacher_scale
+from trainer.finetune.tuner import Evaluate, FinetuneError, Log, Tuner, keep_base_image_side, teacher_scale
 from trainer.train.config import TrainConfig
 from trainer.train.distributed import DistInfo, pick_device
 from trainer.train.loop import TrainResult, train
@@ -348,6 +348,8 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
             staged, model_id=model_id, name=f"{base.card.name} + album '{album.root.resolve().name}'",
             architecture=architecture, provenance=provenance, check_images=val_images,
         )  # fmt: skip
+        if options.text_only:
+            card = keep_base_image_side(staged, card, base)
         timings["export_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         tuned = ModelPackage(staged, verify=False)
