@@ -29,6 +29,7 @@ from core.watcher import FolderWatcher
 from core.xmp import write_tags
 
 SERVING_KEY = "serving_model"
+TAGGED_KEY = "tagged_with"  # the model whose text side made the photos' model tags
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,20 @@ class Library:
             )
             store_key = index.vectors.key_for(model.card)
             if not report.cancelled and index.vectors.count(store_key, model.dim) >= index.photo_count():
+                self._retag_after_switch(index, model, store_key, report)
                 self.store.write_setting(SERVING_KEY, model.id)
             if index.vectors.needs_compaction(store_key):
                 index.vectors.compact(store_key)
         return report
+
+    def _retag_after_switch(self, index: PhotoIndex, model: ModelPackage, store_key: str, report: IndexReport) -> None:
+        """Once the active model covers the library, photos it did not embed in this run (embedded for a model
+        sharing its image side) get its tags, as a re-embed would have given them."""
+        tagged_with = self.store.read_setting(TAGGED_KEY)
+        if tagged_with not in (None, model.id) and report.indexed < index.photo_count():
+            Tagger(index).retag(model, index.vector_snapshot(store_key, model.dim))
+        if tagged_with != model.id:
+            self.store.write_setting(TAGGED_KEY, model.id)
 
     def search_engine(self) -> SearchEngine:
         """A search engine over the serving model's embeddings, kept while they stay as they are."""

@@ -21,6 +21,7 @@ from core.index_db import PhotoIndex
 from core.model_card import TaggingSpec
 from core.paths import assets_dir
 from core.pathtext import display
+from core.vector_store import VectorSnapshot
 
 TAG_TEMPLATES = ("a photo of {}.", "{}", "a photo showing {}.", "a close-up photo of {}.")
 DEFAULT_Z = 2.5
@@ -159,6 +160,14 @@ class Tagger:
                     "INSERT OR IGNORE INTO tags(photo_id, tag, score, source, state, at) VALUES (?, ?, ?, ?, 'auto', ?)",
                     [(photo_id, tag, score, model.id, now) for tag, score in pairs],
                 )
+
+    def retag(self, model: ModelPackage, snapshot: VectorSnapshot, batch: int = 4096) -> None:
+        """Tag every photo of a store again with `model`: a model sharing the store's image side (a text-only
+        fine-tune) tags from the embeddings already there, with no photo decoded or embedded."""
+        rows = np.flatnonzero(snapshot.live)
+        for start in range(0, len(rows), batch):
+            part = rows[start : start + batch]
+            self.tag_photos(model, snapshot.ids[part].tolist(), snapshot.matrix[part].astype(np.float32))
 
     # --- per photo -----------------------------------------------------------------------------
 

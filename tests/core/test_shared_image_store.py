@@ -58,6 +58,12 @@ def shared(tmp_path: Path, tiny_package_dir: Path, monkeypatch: pytest.MonkeyPat
     return lib, photos
 
 
+def _model_tags(lib: Library) -> dict[str, int]:
+    """How many model tags each model gave."""
+    with lib.open_index() as index:
+        return dict(index.conn.execute("SELECT source, COUNT(*) FROM tags WHERE state = 'auto' GROUP BY source"))
+
+
 def _store_count(lib: Library) -> int:
     with lib.open_index() as index:
         return index.conn.execute("SELECT COUNT(*) FROM vector_stores").fetchone()[0]
@@ -66,6 +72,7 @@ def _store_count(lib: Library) -> int:
 def test_text_only_fine_tune_and_base_switch_both_ways_without_embedding(shared) -> None:
     lib, photos = shared
     base_scores = lib.search_engine().search("cat")
+    assert set(_model_tags(lib)) == {"tiny"}
     lib.use("words")
     assert lib.serving_model_id() == "words"  # its photo embeddings are there already: it serves at once
     report = lib.index()
@@ -73,6 +80,7 @@ def test_text_only_fine_tune_and_base_switch_both_ways_without_embedding(shared)
     engine = lib.search_engine()
     assert engine.model.id == "words" and len(engine) == len(NAMES)
     assert [h.score for h in engine.search("cat")] != [h.score for h in base_scores]  # its own text side answers
+    assert set(_model_tags(lib)) == {"words"}  # tagged again from the shared embeddings, as a re-embed would
 
     materialize(photos / "new", ["rocket_launch_pad"], max_side=96)
     assert lib.index().indexed == 1  # a new photo is embedded once, for both
@@ -88,6 +96,7 @@ def test_a_full_fine_tune_embeds_into_its_own_store(shared) -> None:
     assert lib.serving_model_id() == "tiny"  # nothing of its own yet: the base keeps answering
     assert lib.index().indexed == len(NAMES)
     assert lib.serving_model_id() == "full" and _store_count(lib) == 2
+    assert set(_model_tags(lib)) == {"full"}
     assert lib.stats().embeddings == {"tiny": len(NAMES), "words": len(NAMES), "full": len(NAMES)}
 
 
