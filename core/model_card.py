@@ -232,25 +232,40 @@ def _parse_shared_image(data: dict[str, Any] | None, where: str) -> SharedImageS
     return SharedImageSpec(model, key)
 
 
+def is_text_side_file(card: ModelCard, name: str) -> bool:
+    """Whether a package file can only affect text embeddings: the text encoder and its external data, tokenizer
+    files, the licence, and training state (safetensors, never run). Any other file may feed the image encoder."""
+    text = card.text_encoder.file
+    text_side = {text, *card.tokenizer.files.values(), str(card.license.get("file", ""))}
+    return name in text_side or name.startswith(f"{text}.") or name.endswith(".safetensors")
+
+
+def image_side_files(card: ModelCard) -> list[str]:
+    """The card's files that may feed the image encoder (its graphs, their external data, the check views)."""
+    return sorted(name for name in card.files if not is_text_side_file(card, name))
+
+
 def image_key(card: ModelCard) -> str:
-    """What a photo's embedding depends on, as one key: the sha256 of every image-side file (encoder, and the fast
-    encoder's check views and fallback), the encoders' input and output names, preprocessing and embedding width.
-    Two models with the same key embed every photo identically, so they share one store of photo embeddings.
+    """What a photo's embedding depends on, as one key: the names and sha256 of every file but the text side's
+    (the image graphs, their external data, the check views), the encoders' input and output names, the image
+    check, preprocessing and embedding width. Two models with the same key embed every photo identically, so they
+    share one store of photo embeddings; a file core cannot place counts as image side, so it can only keep two
+    models apart.
 
     Built from the card's file hashes: they are what `verify_files` checks, so a key is only as true as a verified
     package (core loads no unverified one)."""
-    names = [card.image_encoder.file]
+    needed = [card.image_encoder.file]
     check = None
     if card.image_check is not None:
-        names += [card.image_check.views, card.image_check.fallback.file]
+        needed += [card.image_check.views, card.image_check.fallback.file]
         fallback = card.image_check.fallback
         check = [fallback.inputs, fallback.output, card.image_check.min_cosine]
-    missing = [name for name in names if name not in card.files]
+    missing = [name for name in needed if name not in card.files]
     if missing:
         raise ModelPackageError(f"model '{card.id}': the card has no hash for {', '.join(missing)}")
     described = {
-        "files": [card.files[name] for name in names],
-        "encoder": [card.image_encoder.inputs, card.image_encoder.output],
+        "files": [[name, card.files[name]] for name in image_side_files(card)],
+        "encoder": [card.image_encoder.file, card.image_encoder.inputs, card.image_encoder.output],
         "check": check,
         "preprocess": asdict(card.preprocess),
         "dim": card.embedding_dim,

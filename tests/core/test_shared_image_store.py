@@ -145,3 +145,20 @@ def test_a_claim_the_image_files_do_not_back_is_refused(shared, tiny_package_dir
     lib.use("tiny")
     assert lib.stats().embeddings["tiny"] == len(NAMES) and _store_count(lib) == 1
     assert lib.index().indexed == 0 and len(lib.search_engine()) == len(NAMES)
+
+
+def test_the_image_key_covers_every_file_but_the_text_side(tiny_package_dir: Path) -> None:
+    card = read_card(tiny_package_dir)
+    other = "0" * 64
+
+    def key_with(**files: str) -> str:
+        return image_key(dataclasses.replace(card, files={**card.files, **files}))
+
+    text_side = ["text_encoder.onnx", "text_encoder.onnx.data", "vocab.txt", "LICENSE.txt", "finetune.safetensors"]
+    assert all(key_with(**{name: other}) == image_key(card) for name in text_side)
+    # The image graph's external data, or any file core cannot place, keeps two models apart.
+    assert key_with(**{"image_encoder.onnx.data": other}) != image_key(card)
+    assert key_with(**{"weights.bin": other}) != key_with(**{"weights.bin": "1" * 64})
+    assert image_key(dataclasses.replace(card, embedding_dim=card.embedding_dim * 2)) != image_key(card)
+    with pytest.raises(ModelPackageError, match="no hash for image_encoder.onnx"):
+        image_key(dataclasses.replace(card, files={}))

@@ -16,7 +16,15 @@ from PIL import Image
 
 from core.encoders import ModelPackage
 from core.errors import PhotoSeekError
-from core.model_card import ModelCard, SharedImageSpec, image_key, write_card
+from core.model_card import (
+    CARD_FILE,
+    ModelCard,
+    SharedImageSpec,
+    image_key,
+    image_side_files,
+    is_text_side_file,
+    write_card,
+)
 from trainer.finetune.reinforce import AlbumReinforcement
 from trainer.train.data import ReinforcedTensors
 
@@ -37,14 +45,14 @@ def teacher_scale(package: ModelPackage) -> float:
 
 
 def keep_base_image_side(staged: Path, card: ModelCard, base: ModelPackage) -> ModelCard:
-    """Make a staged text-only fine-tune embed photos exactly as its base: the base's image files byte for byte
-    (an export may re-write the same tower in other bytes) and image specs, and the card says so. Core then keeps
-    one store of photo embeddings for both (``core.model_card.image_key``): switching between them embeds nothing.
-    Returns the card, written to ``staged`` again (still provisional)."""
-    ours, theirs = _image_files(card), _image_files(base.card)
-    for name in set(ours) - set(theirs):
-        (staged / name).unlink(missing_ok=True)
-    for name in theirs:
+    """Make a staged text-only fine-tune embed photos exactly as its base: the base's image-side files byte for byte
+    (an export may write the same tower in other bytes, or without the base's external data) and image specs, and
+    the card says so. Core then keeps one store of photo embeddings for both (``core.model_card.image_key``):
+    switching between them embeds nothing. Returns the card, written to ``staged`` again (still provisional)."""
+    for path in staged.iterdir():
+        if path.is_file() and path.name != CARD_FILE and not is_text_side_file(card, path.name):
+            path.unlink()
+    for name in image_side_files(base.card):
         shutil.copyfile(base.dir / name, staged / name)
     card = dataclasses.replace(
         card,
@@ -56,11 +64,6 @@ def keep_base_image_side(staged: Path, card: ModelCard, base: ModelPackage) -> M
     )
     write_card(staged, card)
     return card
-
-
-def _image_files(card: ModelCard) -> list[str]:
-    check = card.image_check
-    return [card.image_encoder.file, *([check.views, check.fallback.file] if check is not None else [])]
 
 
 class Tuner(Protocol):
