@@ -110,6 +110,9 @@ class VectorStores:
         stem = f"{state.store_id}-{state.generation}"
         return self.folder / f"{stem}.f16", self.folder / f"{stem}.ids"
 
+    def keys(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT store_key FROM vector_stores ORDER BY id")]
+
     def embedded_ids(self, key: str, dim: int | None = None) -> set[int]:
         """Ids of the photos with a committed embedding in this store (none when its rows are not `dim` wide)."""
         state = self.state(key)

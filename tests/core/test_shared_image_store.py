@@ -8,6 +8,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -111,6 +112,8 @@ def test_removing_a_model_keeps_the_store_a_sharer_still_uses(shared) -> None:
     assert {p.name for p in vectors.iterdir()} == files_before  # 'tiny' still reads that store
     assert lib.stats().embeddings == {"tiny": len(NAMES), "full": len(NAMES)}
 
+    with lib.open_index() as index:  # a store left by a package replaced under its id, read by no model now
+        index.vectors.append("image:" + "f" * 40, [1], np.ones((1, 16), np.float32))
     assert cli.main(["models", "remove", "full", "--library", str(lib.path)]) == 0
     assert lib.stats().embeddings == {"tiny": len(NAMES)} and _store_count(lib) == 1
     assert len({p.name for p in vectors.iterdir()}) < len(files_before)  # the full fine-tune's files went with it

@@ -125,6 +125,7 @@ class FinetuneReport:
     forgetting: ForgettingCheck | None = None
     activation_refused: bool = False
     early_stop: dict | None = None
+    text_only: bool = False  # the photos' embeddings are the base's: switching re-embeds nothing
 
     def summary(self) -> str:
         """A plain-text before/after report."""
@@ -163,12 +164,17 @@ class FinetuneReport:
                 f"Not activated: '{self.model_id}' forgets more than the limit allows; '{self.base_id}' stays in use "
                 "(--force activates it anyway)."
             )
-        lines.append(
-            f"'{self.model_id}' is now active: the library re-embeds with it when it indexes (search keeps the "
-            "old model until that is done)."
-            if self.activated
-            else f"Use it with: python -m core models use {self.model_id}"
-        )
+        if self.activated and self.text_only:
+            lines.append(
+                f"'{self.model_id}' is now active; it shares the base's photo embeddings: nothing to re-embed."
+            )
+        elif self.activated:
+            lines.append(
+                f"'{self.model_id}' is now active: the library re-embeds with it when it indexes (search keeps the "
+                "old model until that is done)."
+            )
+        else:
+            lines.append(f"Use it with: python -m core models use {self.model_id}")
         return "\n".join(lines)
 
 
@@ -381,7 +387,7 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
         teachers=[t.id for t in teachers], steps=result.step, before=before, after=after, generic=generic,
         seconds=time.perf_counter() - started, activated=activated, reused_dataset=reused,
         curves=result.plot, timings=timings, forgetting=forgetting, activation_refused=refused,
-        early_stop=early,
+        early_stop=early, text_only=options.text_only,
     )  # fmt: skip
 
 
