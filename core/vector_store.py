@@ -1,6 +1,6 @@
 """Photo embeddings as one contiguous float16 matrix per image side, memory-mapped for search, photo ids beside it.
 
-A store is keyed by the image key of the models that fill it (`core.model_card.image_key`: the hashes of the image
+A store is keyed by the image key of the models that fill it (`core.model_card.image_key`: the hashes of its image-side
 files, preprocessing and width), so a text-only fine-tune and its base share one store: switching between them
 embeds nothing. Stores of a schema-3 library are keyed by model id until `key_for` adopts them.
 
