@@ -112,12 +112,20 @@ class IncompleteFolders:
 
 def count_left(library: Path, model_id: str, folders: Iterable[str]) -> dict[str, int]:
     """How many photos under each folder a run would still index for `model_id` (new, changed, not embedded)."""
-    from core.index_db import PhotoIndex  # imported here: reading marks needs neither numpy nor onnxruntime
+    # imported here: reading marks needs neither numpy nor onnxruntime
+    from core.errors import ModelPackageError
+    from core.index_db import PhotoIndex
     from core.indexer import photos_to_index
+    from core.model_store import ModelStore
     from core.scanning import scan
 
+    try:
+        card = ModelStore(Path(library)).find(model_id).card
+    except ModelPackageError:
+        card = None  # not installed: a store kept under its id (schema 3) is all it can have
     with PhotoIndex(Path(library)) as index:
+        key = model_id if card is None else index.vectors.key_for(card)
         return {
-            folder: len(photos_to_index(list(scan([Path(folder)])), index, model_id, None, [Path(folder).resolve()]))
+            folder: len(photos_to_index(list(scan([Path(folder)])), index, key, None, [Path(folder).resolve()]))
             for folder in folders
         }

@@ -155,9 +155,10 @@ class PhotoIndex:
         rows = self.conn.execute(f"SELECT path, id, size, mtime_ns FROM photos WHERE {where}", params)
         return {from_db(path): FileState(pid, size, mtime) for path, pid, size, mtime in rows}
 
-    def embedded_ids(self, model_id: str, dim: int | None = None) -> set[int]:
-        """Ids of the photos that already have an embedding from this model (of width `dim`, when given)."""
-        return self.vectors.embedded_ids(model_id, dim)
+    def embedded_ids(self, store_key: str, dim: int | None = None) -> set[int]:
+        """Ids of the photos that already have an embedding in a store (of width `dim`, when given); a model's
+        store key is `vectors.key_for(card)`."""
+        return self.vectors.embedded_ids(store_key, dim)
 
     def photos_after(self, after_id: int = 0) -> list[tuple[int, str]]:
         """(id, path) of photos added after `after_id`, in id order (for views that grow while indexing)."""
@@ -167,9 +168,9 @@ class PhotoIndex:
     def photo_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
 
-    def vector_snapshot(self, model_id: str, dim: int) -> VectorSnapshot:
-        """One model's committed embeddings, memory-mapped, with their photo ids in row order."""
-        return self.vectors.snapshot(model_id, dim)
+    def vector_snapshot(self, store_key: str, dim: int) -> VectorSnapshot:
+        """One store's committed embeddings, memory-mapped, with their photo ids in row order."""
+        return self.vectors.snapshot(store_key, dim)
 
     def paths_of(self, ids: Iterable[int]) -> list[str]:
         """The paths of photos by id, in the given order."""
@@ -233,13 +234,13 @@ class PhotoIndex:
 
     def save_batch(
         self,
-        model_id: str,
+        store_key: str,
         photos: Sequence[PhotoRecord],
         vectors: np.ndarray,
         failures: Iterable[tuple[str, str, int | None, int | None]] = (),
     ) -> list[int]:
-        """Store one batch in a single transaction: photos with their embeddings, and (path, reason, size,
-        mtime_ns) failures. A crash loses at most this batch. Returns the photos' ids.
+        """Store one batch in a single transaction: photos with their embeddings (into the store `store_key`), and
+        (path, reason, size, mtime_ns) failures. A crash loses at most this batch. Returns the photos' ids.
 
         Every photo path must be one `pathtext.to_db` accepts; a failure is recorded under its `error_key`."""
         now = time.time()
@@ -280,7 +281,7 @@ class PhotoIndex:
                 ).fetchone()[0]
                 self.conn.execute("DELETE FROM scan_errors WHERE path = ?", (key,))
                 ids.append(photo_id)
-            self.vectors.append(model_id, ids, vectors)
+            self.vectors.append(store_key, ids, vectors)
             for path, reason, size, mtime_ns in failures:
                 self.conn.execute(
                     "INSERT OR REPLACE INTO scan_errors(path, reason, size, mtime_ns, at) VALUES (?, ?, ?, ?, ?)",

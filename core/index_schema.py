@@ -96,6 +96,12 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT OR IGNORE INTO dead_rows(store_id, row) VALUES (old.store_id, old.row);
     END;
     """,
+    # 4: a store holds the photo embeddings of an image side, not of one model: it is keyed by the models' image key
+    # (core.model_card.image_key), so a text-only fine-tune and its base share it. Stores keep their model id as key
+    # until `VectorStores.key_for` adopts them, in one transaction each, when the model is next used.
+    """
+    ALTER TABLE vector_stores RENAME COLUMN model_id TO store_key;
+    """,
 )
 
 

@@ -92,14 +92,15 @@ def _reconcile(index: PhotoIndex, roots: list[Path], files: list[PhotoFile]) -> 
 
 
 def photos_to_index(
-    files: list[PhotoFile], index: PhotoIndex, model_id: str, dim: int | None, roots: Sequence[Path]
+    files: list[PhotoFile], index: PhotoIndex, store_key: str, dim: int | None, roots: Sequence[Path]
 ) -> list[PhotoFile]:
-    """The files scanned under `roots` that a run must (re)index for `model_id`: new, changed or not embedded by
-    that model (with `dim`-wide rows). A file that failed before and has not changed since is not retried on
-    every run. Only what lies under the roots is read: a watcher's one new photo costs the same in a 1M library."""
+    """The files scanned under `roots` that a run must (re)index into the store `store_key` (a model's, see
+    `VectorStores.key_for`): new, changed or not embedded there (with `dim`-wide rows). A file that failed before
+    and has not changed since is not retried on every run. Only what lies under the roots is read: a watcher's one
+    new photo costs the same in a 1M library."""
     under = [str(root) for root in roots]
     states = index.file_states(under)
-    embedded = index.vectors.embedded_among(model_id, dim, [state.photo_id for state in states.values()])
+    embedded = index.vectors.embedded_among(store_key, dim, [state.photo_id for state in states.values()])
     failed = index.failed_states(under)
     todo: list[PhotoFile] = []
     for photo in files:
@@ -141,7 +142,8 @@ def index_paths(
     resolved = [r.resolve() for r in roots]
     report.moved, report.removed = _reconcile(index, resolved, files)
 
-    todo = photos_to_index(files, index, model.id, model.dim, resolved)
+    store_key = index.vectors.key_for(model.card)  # photos its image side embedded for another model count
+    todo = photos_to_index(files, index, store_key, model.dim, resolved)
     report.unchanged = len(files) - len(todo)
     total = len(todo)
     if progress:
@@ -184,7 +186,7 @@ def index_paths(
                     failures.append((photo.path, f"{type(exc).__name__}: {exc}", photo.size, photo.mtime_ns))
                 refill()
             vectors = model.embed_pixels(np.stack(pixels)) if pixels else np.zeros((0, model.dim), np.float32)
-            ids = index.save_batch(model.id, ok, vectors, failures)
+            ids = index.save_batch(store_key, ok, vectors, failures)
             if on_batch is not None:
                 on_batch(ids, vectors)
             report.indexed += len(ok)

@@ -20,7 +20,7 @@ from core.errors import NoModelError, PhotoSeekError
 from core.index_db import IndexedPhoto, PhotoIndex
 from core.index_queries import newest_first_ids, photo_facts, photos_under
 from core.indexer import IndexReport, ProgressCallback, index_paths
-from core.model_store import ModelStore
+from core.model_store import ModelStore, embedding_counts
 from core.paths import library_dir
 from core.search import SearchEngine, SearchHit, SearchRequest, SearchResult
 from core.tagging import PhotoTag, Tagger
@@ -29,6 +29,7 @@ from core.watcher import FolderWatcher
 from core.xmp import write_tags
 
 SERVING_KEY = "serving_model"
+TAGGED_KEY = "tagged_with"  # the model whose text side made the photos' model tags
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,11 @@ class Library:
         self.refresh_models()
 
     def _complete(self, model_id: str) -> bool:
+        """Whether every photo has an embedding from this model's image side (made for it or for a model sharing
+        it, such as the base of a text-only fine-tune): switching to such a model embeds nothing."""
+        card = self.store.find(model_id).card
         with self.open_index() as index:
-            return index.vectors.count(model_id, self.store.find(model_id).card.embedding_dim) >= index.photo_count()
+            return index.vectors.count(index.vectors.key_for(card), card.embedding_dim) >= index.photo_count()
 
     def index(
         self,
@@ -155,17 +159,28 @@ class Library:
                 on_batch=tag_batch,
                 thumbnails=ThumbnailCache(self.path),
             )
-            if not report.cancelled and index.vectors.count(model.id, model.dim) >= index.photo_count():
+            store_key = index.vectors.key_for(model.card)
+            if not report.cancelled and index.vectors.count(store_key, model.dim) >= index.photo_count():
+                self._retag_after_switch(index, model, store_key, report)
                 self.store.write_setting(SERVING_KEY, model.id)
-            if index.vectors.needs_compaction(model.id):
-                index.vectors.compact(model.id)
+            if index.vectors.needs_compaction(store_key):
+                index.vectors.compact(store_key)
         return report
+
+    def _retag_after_switch(self, index: PhotoIndex, model: ModelPackage, store_key: str, report: IndexReport) -> None:
+        """Once the active model covers the library, photos it did not embed in this run (embedded for a model
+        sharing its image side) get its tags, as a re-embed would have given them."""
+        tagged_with = self.store.read_setting(TAGGED_KEY)
+        if tagged_with not in (None, model.id) and report.indexed < index.photo_count():
+            Tagger(index).retag(model, index.vector_snapshot(store_key, model.dim))
+        if tagged_with != model.id:
+            self.store.write_setting(TAGGED_KEY, model.id)
 
     def search_engine(self) -> SearchEngine:
         """A search engine over the serving model's embeddings, kept while they stay as they are."""
         model = self.model(self.serving_model_id())
         with self.open_index() as index:
-            key = (model.id, *index.vectors.version(model.id))
+            key = (model.id, *index.vectors.version(index.vectors.key_for(model.card)))
             with self._lock:
                 if self._engine is not None and self._engine[0] == key:
                     return self._engine[1]
@@ -265,7 +280,7 @@ class Library:
                 library=str(self.path),
                 photos=index.photo_count(),
                 folders=index.folders(),
-                embeddings=index.vectors.counts(),
+                embeddings=embedding_counts(index.vectors.counts(), self.store.list()),
                 tags=len(Tagger(index).tag_counts()),
                 errors=len(index.errors()),
             )

@@ -22,6 +22,7 @@ RESIZE_MODES = ("shortest", "squash")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
 TOKENIZER_KINDS = ("clip-bpe", "wordpiece")
 MODEL_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+IMAGE_KEY_PREFIX = "image:"  # never a model id (no ':' allowed there), so a store keyed by a model id stays apart
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,16 @@ class CutoffSpec:
 
 
 @dataclass(frozen=True)
+class SharedImageSpec:
+    """A text-only fine-tune's statement that its image side is its base's, byte for byte, so photos embedded by
+    one serve the other. Core trusts the statement only as far as it checks it: `image_key` must be the key of this
+    card's own image files (see `image_key`), whose hashes `verify_files` checks against the files."""
+
+    model: str  # the base model's id, for people and lineage
+    image_key: str  # the base's image key when the fine-tune was made
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """The parsed `model_card.json` of a model package."""
 
@@ -119,6 +130,7 @@ class ModelCard:
     image_check: ImageCheckSpec | None = None
     tagging: TaggingSpec | None = None  # None: core.tagging's defaults (cards before it had none)
     cutoff: CutoffSpec | None = None  # None: core.cutoff's defaults (cards before it had none)
+    shares_image_of: SharedImageSpec | None = None  # None: not declared (older cards may still share; see image_key)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -210,6 +222,69 @@ def _parse_cutoff(data: dict[str, Any] | None, where: str) -> CutoffSpec | None:
     return CutoffSpec(gap, min_photo_z)
 
 
+def _parse_shared_image(data: dict[str, Any] | None, where: str) -> SharedImageSpec | None:
+    if data is None:
+        return None
+    model = _require(data, "model", str, where)
+    key = _require(data, "image_key", str, where)
+    if not key.startswith(IMAGE_KEY_PREFIX) or not MODEL_ID_PATTERN.match(model):
+        raise ModelPackageError(f"{where}: 'shares_image_of' needs a model id and an image key ({IMAGE_KEY_PREFIX}…)")
+    return SharedImageSpec(model, key)
+
+
+def is_text_side_file(card: ModelCard, name: str) -> bool:
+    """Whether a package file can only affect text embeddings: the text encoder and its external data, tokenizer
+    files, the licence, and training state (safetensors, never run). Any other file may feed the image encoder."""
+    text = card.text_encoder.file
+    text_side = {text, *card.tokenizer.files.values(), str(card.license.get("file", ""))}
+    return name in text_side or name.startswith(f"{text}.") or name.endswith(".safetensors")
+
+
+def image_side_files(card: ModelCard) -> list[str]:
+    """The card's files that may feed the image encoder (its graphs, their external data, the check views)."""
+    return sorted(name for name in card.files if not is_text_side_file(card, name))
+
+
+def image_key(card: ModelCard) -> str:
+    """What a photo's embedding depends on, as one key: the names and sha256 of every file but the text side's
+    (the image graphs, their external data, the check views), the encoders' input and output names, the image
+    check, preprocessing and embedding width. Two models with the same key embed every photo identically, so they
+    share one store of photo embeddings; a file core cannot place counts as image side, so it can only keep two
+    models apart.
+
+    Built from the card's file hashes: they are what `verify_files` checks, so a key is only as true as a verified
+    package (core loads no unverified one)."""
+    needed = [card.image_encoder.file]
+    check = None
+    if card.image_check is not None:
+        needed += [card.image_check.views, card.image_check.fallback.file]
+        fallback = card.image_check.fallback
+        check = [fallback.inputs, fallback.output, card.image_check.min_cosine]
+    missing = [name for name in needed if name not in card.files]
+    if missing:
+        raise ModelPackageError(f"model '{card.id}': the card has no hash for {', '.join(missing)}")
+    described = {
+        "files": [[name, card.files[name]] for name in image_side_files(card)],
+        "encoder": [card.image_encoder.file, card.image_encoder.inputs, card.image_encoder.output],
+        "check": check,
+        "preprocess": asdict(card.preprocess),
+        "dim": card.embedding_dim,
+    }
+    text = json.dumps(described, sort_keys=True, separators=(",", ":"))
+    return IMAGE_KEY_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+
+
+def _check_shared_image(card: ModelCard, where: str) -> ModelCard:
+    """Refuse a card whose statement of sharing its base's image side does not hold for its own files."""
+    claim = card.shares_image_of
+    if claim is not None and card.files and image_key(card) != claim.image_key:
+        raise ModelPackageError(
+            f"{where}: the card says its image side is model '{claim.model}'s, but its image files or preprocessing "
+            "differ from it; the package was modified or damaged"
+        )
+    return card
+
+
 def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
     """Validate a card's JSON object and return it typed; raise ModelPackageError naming what is wrong."""
     if not isinstance(data, dict):
@@ -234,7 +309,7 @@ def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
     query_template = data.get("query_template", "{}")
     if not isinstance(query_template, str) or query_template.count("{}") != 1:
         raise ModelPackageError(f"{where}: query_template must contain exactly one '{{}}'")
-    return ModelCard(
+    card = ModelCard(
         id=model_id,
         name=_require(data, "name", str, where),
         architecture=_require(data, "architecture", dict, where),
@@ -257,8 +332,10 @@ def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
         image_check=_parse_image_check(data.get("image_check"), image_encoder, where),
         tagging=_parse_tagging(_optional_object(data, "tagging", where), where),
         cutoff=_parse_cutoff(_optional_object(data, "cutoff", where), where),
+        shares_image_of=_parse_shared_image(_optional_object(data, "shares_image_of", where), where),
         format_version=version,
     )
+    return _check_shared_image(card, where)
 
 
 def read_card(package_dir: Path) -> ModelCard:

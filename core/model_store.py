@@ -20,7 +20,7 @@ from pathlib import Path
 
 from core.encoders import ModelPackage
 from core.errors import ModelPackageError, NoModelError, StarterBuildError
-from core.model_card import CARD_FILE, ModelCard, read_card
+from core.model_card import CARD_FILE, IMAGE_KEY_PREFIX, ModelCard, image_key, read_card
 from core.paths import assets_dir, user_data_dir
 
 SETTINGS_FILE = "settings.json"
@@ -125,6 +125,28 @@ class ModelStore:
         """Load and verify a package (the active one by default)."""
         model = self.find(model_id or self.active_id())
         return ModelPackage(model.dir, threads=threads)
+
+
+def image_keys(models: Iterable[InstalledModel]) -> dict[str, str]:
+    """Each model's image key (the key of the store of photo embeddings it uses); a card that does not hash its
+    image files has none (core refuses to load it anyway)."""
+    keys = {}
+    for model in models:
+        try:
+            keys[model.id] = image_key(model.card)
+        except ModelPackageError:
+            continue
+    return keys
+
+
+def embedding_counts(by_store: dict[str, int], models: Iterable[InstalledModel]) -> dict[str, int]:
+    """Embedded photos per model from the counts per store: models sharing an image side show the same count; a
+    schema-3 store not adopted yet shows under the model id it is kept under."""
+    counts = {key: n for key, n in by_store.items() if not key.startswith(IMAGE_KEY_PREFIX)}
+    for model_id, key in image_keys(models).items():
+        if key in by_store:
+            counts[model_id] = by_store[key]
+    return counts
 
 
 def trainer_available() -> bool:

@@ -16,7 +16,8 @@ from pathlib import Path
 from core.errors import ModelPackageError
 from core.kept_checkpoints import CHECKPOINT_DIR
 from core.library import Library
-from core.model_card import read_card
+from core.model_card import IMAGE_KEY_PREFIX, read_card
+from core.model_store import image_keys
 from core.pathtext import display
 
 
@@ -132,7 +133,13 @@ def cmd_remove(args: argparse.Namespace, library: Library) -> dict[str, object]:
     os.replace(model.dir, doomed)
     shutil.rmtree(doomed)
     with library.open_index() as index:
-        index.vectors.drop(model.id)  # its embeddings go with it
+        index.vectors.drop(model.id)  # a store still kept under its id (schema 3) goes with it
+        in_use = set(image_keys(library.store.list()).values())
+        for key in index.vectors.keys():
+            # Its photo embeddings go, unless a model sharing its image side stays, and so does any store no
+            # installed model reads (left by a package replaced under its id with another image side).
+            if key.startswith(IMAGE_KEY_PREFIX) and key not in in_use:
+                index.vectors.drop(key)
     library.refresh_models()
     return {"removed": model.id, "path": display(str(model.dir))}
 

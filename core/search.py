@@ -118,8 +118,9 @@ class SearchEngine:
     def __init__(self, index: PhotoIndex, model: ModelPackage) -> None:
         self.model = model
         self.library = index.library
-        self.vectors = index.vector_snapshot(model.id, model.dim)
-        self._state = index.vectors.state(model.id)
+        self._key = index.vectors.key_for(model.card)  # shared with every model of the same image side
+        self.vectors = index.vector_snapshot(self._key, model.dim)
+        self._state = index.vectors.state(self._key)
         self._store_id = -1 if self._state is None else self._state.store_id
         self._bank_stats: BankStats | None = None
 
@@ -132,7 +133,7 @@ class SearchEngine:
 
     def _row_of_path(self, index: PhotoIndex, path: str) -> int | None:
         photo_id = index.photo_id(path)
-        row = None if photo_id is None else index.vectors.row_of(self.model.id, photo_id)
+        row = None if photo_id is None else index.vectors.row_of(self._key, photo_id)
         return row if row is not None and row < len(self.vectors.live) and self.vectors.live[row] else None
 
     def photo_vector(self, path: Path) -> np.ndarray:

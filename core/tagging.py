@@ -21,6 +21,7 @@ from core.index_tags import PhotoTag, TagTables
 from core.model_card import TaggingSpec
 from core.paths import assets_dir
 from core.pathtext import display
+from core.vector_store import VectorSnapshot
 
 TAG_TEMPLATES = ("a photo of {}.", "{}", "a photo showing {}.", "a close-up photo of {}.")
 DEFAULT_Z = 2.5
@@ -120,6 +121,14 @@ class Tagger:
         tags, matrix = self.tag_matrix(model)
         suggestions = self.suggest(vectors, tags, matrix, model.card.tagging)
         self.tables.replace_model_tags(model.id, photo_ids, suggestions, time.time())
+
+    def retag(self, model: ModelPackage, snapshot: VectorSnapshot, batch: int = 4096) -> None:
+        """Tag every photo of a store again with `model`: a model sharing the store's image side (a text-only
+        fine-tune) tags from the embeddings already there, with no photo decoded or embedded."""
+        rows = np.flatnonzero(snapshot.live)
+        for start in range(0, len(rows), batch):
+            part = rows[start : start + batch]
+            self.tag_photos(model, snapshot.ids[part].tolist(), snapshot.matrix[part].astype(np.float32))
 
     # --- per photo -----------------------------------------------------------------------------
 

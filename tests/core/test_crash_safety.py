@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from core.index_db import PhotoIndex
+from core.model_store import ModelStore
 from tests.photo_corpus import available_photos, materialize
 from tests.support.paths import REPO
 
@@ -34,10 +35,12 @@ def _consistent_state(library: Path) -> int:
     finally:
         conn.close()
     # The embedding store opens and holds a unit row for every committed photo (rows past the commit are ignored).
+    card = ModelStore(library).find("starter").card
     with PhotoIndex(library) as index:
-        store = index.vector_snapshot("starter", 384)
+        key = index.vectors.key_for(card)
+        store = index.vector_snapshot(key, 384)
         live_ids = set(store.ids[store.live].tolist())
-        assert live_ids == index.embedded_ids("starter") and len(live_ids) == photos[0]
+        assert live_ids == index.embedded_ids(key) and len(live_ids) == photos[0]
         np.testing.assert_allclose(np.linalg.norm(store.matrix[store.live].astype(np.float32), axis=1), 1.0, atol=2e-3)
     return photos[0]
 

@@ -153,7 +153,7 @@ def test_tags_user_decisions_survive_retagging(indexed) -> None:
         tagger.set_user_tag(cat, "Miso")
         offset = index.conn.execute("SELECT threshold_offset FROM vocabulary WHERE tag = ?", (rejected,)).fetchone()[0]
         assert offset > 0  # rejecting raised that tag's threshold
-        store = index.vector_snapshot("starter", 384)
+        store = index.vector_snapshot(index.vectors.key_for(lib.model().card), 384)
         row = index.paths_of(store.ids).index(cat)
         vector = store.vector(row)[None, :]
         tagger.tag_photos(lib.model(), [int(store.ids[row])], vector)  # the model tags again
@@ -180,7 +180,8 @@ def test_model_switch_keeps_serving_old_model_until_complete(indexed, starter_pa
     second = lib.store.install_dir / "starter-b"
     shutil.copytree(starter_package_dir, second)
     card = json.loads((second / "model_card.json").read_text())
-    (second / "model_card.json").write_text(json.dumps({**card, "id": "starter-b"}))
+    preprocess = {**card["preprocess"], "interpolation": "bilinear"}  # its own image side: photos embed again
+    (second / "model_card.json").write_text(json.dumps({**card, "id": "starter-b", "preprocess": preprocess}))
     lib.use("starter-b")  # installed behind the library's back: `use` reads the packages again
     assert lib.serving_model_id() == "starter"  # nothing embedded with the new model yet
     assert _names(lib.search_engine().search("a cat"))[0] == "chelsea_cat"
@@ -214,7 +215,7 @@ def test_export_xmp_writes_sidecars_that_read_back(indexed) -> None:
 def test_unit_vectors_are_stored(indexed) -> None:
     lib, _ = indexed
     with lib.open_index() as index:
-        store = index.vector_snapshot("starter", 384)
+        store = index.vector_snapshot(index.vectors.key_for(lib.model().card), 384)
         stored = index.paths_of(store.ids)
     assert len(set(stored)) == len(stored) == len(NAMES) and store.live.all()
     # float16 rows: unit length to float16's precision (a relative 2**-11 per value)

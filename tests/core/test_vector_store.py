@@ -3,6 +3,7 @@ search over it with filters and RAW twins answered from SQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from core.encoders import ModelPackage
 from core.index_db import PhotoIndex, PhotoRecord
 from core.index_schema import MIGRATIONS
 from core.metadata import PhotoMeta
+from core.model_card import read_card
 from core.query import parse_query
 from core.scoring import score_rows, scoring_graph
 from core.search import SearchEngine
@@ -236,4 +238,59 @@ def test_dropping_a_model_forgets_its_embeddings_and_files(tmp_path: Path) -> No
         index.vectors.drop("gone")
         assert index.vectors.counts() == {"kept": 3} and len(index.vector_snapshot("gone", DIM)) == 0
         assert index.embedded_ids("gone") == set() and len(index.vector_snapshot("kept", DIM)) == 3
+    assert sorted(p.name for p in (tmp_path / "vectors").iterdir()) == ["1-0.f16", "1-0.ids"]
+
+
+def _schema_3_store(
+    conn: sqlite3.Connection, folder: Path, model_id: str, photo_ids: list[int], rows: np.ndarray
+) -> None:
+    """A store as schema 3 kept it: under the model's id, its rows in `<store>-0.f16` / `.ids`."""
+    store_id = conn.execute(
+        "INSERT INTO vector_stores(model_id, generation, rows, dim) VALUES (?, 0, ?, ?) RETURNING id",
+        (model_id, len(rows), rows.shape[1]),
+    ).fetchone()[0]
+    folder.mkdir(exist_ok=True)
+    rows.astype(np.float16).tofile(folder / f"{store_id}-0.f16")
+    np.asarray(photo_ids, np.int64).tofile(folder / f"{store_id}-0.ids")
+    conn.executemany(
+        "INSERT INTO vectors(photo_id, store_id, row) VALUES (?, ?, ?)",
+        [(pid, store_id, row) for row, pid in enumerate(photo_ids)],
+    )
+
+
+def test_schema_3_stores_are_adopted_under_their_image_key(tmp_path: Path, tiny_package_dir: Path) -> None:
+    rng = np.random.default_rng(8)
+    base = read_card(tiny_package_dir)
+    words = dataclasses.replace(base, id="words")  # a text-only fine-tune: the same image side
+    vectors = _unit(rng, 3)
+    conn = sqlite3.connect(tmp_path / "index.sqlite3", isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 3")
+    for i in range(3):
+        conn.execute(
+            "INSERT INTO photos(id, path, size, mtime_ns, added_at) VALUES (?, ?, 1, 1, 0)", (i + 1, f"/o/{i}")
+        )
+    _schema_3_store(conn, tmp_path / "vectors", "tiny", [1, 2, 3], vectors)
+    _schema_3_store(conn, tmp_path / "vectors", "words", [1, 2], vectors[:2])  # embedded twice before sharing
+    conn.close()
+
+    with PhotoIndex(tmp_path) as index:
+        assert index.schema_version == len(MIGRATIONS) == 4
+        assert index.vectors.counts() == {"tiny": 3, "words": 2}  # nothing adopted until a model is used
+
+        # A kill mid-adoption (here: the re-keying refused) leaves the schema-3 store as it was.
+        index.conn.set_authorizer(lambda action, *_: sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_UPDATE else 0)
+        with pytest.raises(sqlite3.DatabaseError):
+            index.vectors.key_for(base)
+        index.conn.set_authorizer(None)
+        assert index.vectors.counts() == {"tiny": 3, "words": 2}
+
+        key = index.vectors.key_for(base)
+        assert index.vectors.counts() == {key: 3, "words": 2}
+        assert index.vectors.key_for(words) == key  # the smaller copy of the same embeddings goes
+        assert index.vectors.counts() == {key: 3} and index.vectors.key_for(words) == key
+        stored = _stored(index, key)
+    for i in range(3):
+        np.testing.assert_allclose(stored[f"/o/{i}"], vectors[i], atol=1e-3)
     assert sorted(p.name for p in (tmp_path / "vectors").iterdir()) == ["1-0.f16", "1-0.ids"]

@@ -18,6 +18,12 @@ from tests.desktop.support import WAIT_MS, corpus_size, drop_paths, names, photo
 STALL_LIMIT_S = 0.100
 
 
+def _store_key(library: Path, model_id: str) -> str:
+    """The key of the store holding a model's photo embeddings."""
+    with PhotoIndex(library) as index:
+        return index.vectors.key_for(ModelStore(library).find(model_id).card)
+
+
 class Heartbeat:
     """A 10 ms timer on the GUI thread; the longest gap between its ticks is the longest stall."""
 
@@ -97,7 +103,7 @@ def test_cancelling_indexing_stops_cleanly(qtbot, make_window, library: Path, tm
     assert window.message_bar.isVisibleTo(window)
     with PhotoIndex(library) as index:  # every finished batch is kept, nothing half-written
         assert index.photo_count() == outcome.report.indexed
-        assert len(index.embedded_ids("starter")) == outcome.report.indexed
+        assert len(index.embedded_ids(_store_key(library, "starter"))) == outcome.report.indexed
     qtbot.waitUntil(lambda: window.count_label.text() == f"{outcome.report.indexed} photos", timeout=WAIT_MS)
     qtbot.waitUntil(lambda: "index" not in [job.name for job in window.controller.runner.running()], timeout=WAIT_MS)
 
@@ -131,7 +137,8 @@ def test_a_drop_says_the_model_is_loading_until_the_first_photos_are_indexed(
 
 @pytest.fixture()
 def second_model(library: Path, starter_package_dir: Path) -> str:
-    """Another installed package ("starter-b"): the starter's files under a new id, so it embeds on its own."""
+    """Another installed package ("starter-b"): the starter's files under a new id, with bilinear resizing, so its
+    photo embeddings are its own (a model with the starter's very image side would share the starter's)."""
     package = library / "models" / "starter-b"
     package.mkdir()
     for item in starter_package_dir.iterdir():
@@ -139,6 +146,7 @@ def second_model(library: Path, starter_package_dir: Path) -> str:
             (package / item.name).symlink_to(item)
     card = json.loads((starter_package_dir / "model_card.json").read_text())
     card["id"], card["name"] = "starter-b", "Starter B"
+    card["preprocess"]["interpolation"] = "bilinear"
     (package / "model_card.json").write_text(json.dumps(card))
     return "starter-b"
 
@@ -147,7 +155,7 @@ def test_switching_the_model_reembeds_the_library(qtbot, make_window, indexed_li
     window = make_window(indexed_library)
     assert [window.model_combo.itemData(i) for i in range(window.model_combo.count())] == ["starter", "starter-b"]
     with PhotoIndex(indexed_library) as index:
-        assert not index.embedded_ids(second_model)
+        assert not index.embedded_ids(_store_key(indexed_library, second_model))
 
     with qtbot.waitSignal(window.controller.index_finished, timeout=WAIT_MS) as finished:
         choice = window.model_combo.findData(second_model)
@@ -160,7 +168,8 @@ def test_switching_the_model_reembeds_the_library(qtbot, make_window, indexed_li
     outcome = finished.args[0]
     assert outcome.kind == "reembed" and outcome.error is None and outcome.report.indexed == corpus_size()
     with PhotoIndex(indexed_library) as index:
-        assert len(index.embedded_ids(second_model)) == corpus_size() == len(index.embedded_ids("starter"))
+        second, first = (_store_key(indexed_library, model_id) for model_id in (second_model, "starter"))
+        assert len(index.embedded_ids(second)) == corpus_size() == len(index.embedded_ids(first))
     assert Library(indexed_library).serving_model_id() == second_model
     qtbot.waitUntil(lambda: window.model_label.text() == "Model: starter-b", timeout=WAIT_MS)
     assert window.model_combo.currentData() == second_model

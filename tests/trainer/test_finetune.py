@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from core.encoders import ModelPackage
+from core.library import Library
+from core.model_card import SharedImageSpec, image_key
 from core.model_store import ModelStore
 from core.tagging import TAG_TEMPLATES
 from tests.photo_corpus import materialize
@@ -65,6 +67,7 @@ def test_finetune_installs_a_package_that_beats_the_base(
     assert card.provenance["base"]["id"] == "starter" and card.provenance["steps"] == 40
     assert card.provenance["album"]["sha256"] == parsed.digest()
     assert card.parity["image_max_abs_diff"] < 1e-4 and card.parity["text_max_abs_diff"] < 1e-3
+    assert card.shares_image_of is None and image_key(card) != image_key(store.find("starter").card)  # own store
 
     # Independent of the trainer's own numbers: core runs both packages on the held-out photos.
     _, val = split_album(parsed, float(VAL_FRACTION), seed=0)
@@ -119,6 +122,18 @@ def test_text_only_keeps_the_base_image_files_and_says_so(album: Path, library: 
     for file in image_files:  # byte for byte: photos embed exactly as with the base, no re-indexing needed
         assert tuned.card.files[file] == base.card.files[file]
     assert not np.allclose(tuned.embed_texts(["nonna"]), base.embed_texts(["nonna"]), atol=1e-4)
+    assert tuned.card.shares_image_of == SharedImageSpec("starter", image_key(base.card))
+
+    # Switching between the base and the fine-tune embeds no photo, either way.
+    lib = Library(library)
+    photos = sum(len(names) for names in ALBUM.values())
+    assert lib.index([album]).indexed == photos
+    lib.use("words")
+    assert lib.serving_model_id() == "words" and lib.index().indexed == 0
+    engine = lib.search_engine()
+    assert engine.model.id == "words" and len(engine) == photos
+    lib.use("starter")
+    assert lib.index().indexed == 0 and lib.stats().embeddings == {"starter": photos, "words": photos}
 
 
 def _photos(folder: Path, names: list[str]) -> None:

@@ -21,7 +21,7 @@ from skimage import data as skimage_data
 
 from core.encoders import ModelPackage
 from core.kept_checkpoints import keep_checkpoint
-from core.model_card import sha256_file
+from core.model_card import SharedImageSpec, image_key, image_side_files, sha256_file
 from core.model_store import ModelStore
 from core.preprocess import preprocess
 from core.tagging import TAG_TEMPLATES
@@ -268,3 +268,33 @@ def test_missing_or_changed_checkpoint_gets_a_clear_error(setup, tmp_path: Path,
     shutil.copyfile(library / "models" / "s0" / "LICENSE.txt", other / "checkpoints" / "mobileclip_s0.pt")
     with pytest.raises(FinetuneError, match="differ from the recorded sha256"):
         finetune(album, other, FinetuneOptions(base="s0", steps=1))
+
+
+@pytest.mark.slow
+def test_text_only_finetune_shares_the_imported_base_image_side(setup) -> None:
+    """A MobileCLIP export writes the image tower again: the text-only package carries the base's image-side files
+    byte for byte instead (graphs, their external data if any, extra files), so core keys both models' photo
+    embeddings alike, and the package still verifies and loads."""
+    library, album, _ = setup
+    options = FinetuneOptions(
+        steps=2,
+        batch_size=4,
+        augmentations=2,
+        val_fraction=VAL_FRACTION,
+        base="s0",
+        model_id="s0-words",
+        text_only=True,
+    )
+    finetune(album, library, options)
+    store = ModelStore(library)
+    base, words = store.load("s0"), store.load("s0-words")  # verifies every file against its card
+    assert {n: words.card.files[n] for n in image_side_files(words.card)} == {
+        n: base.card.files[n] for n in image_side_files(base.card)
+    }
+    assert (
+        words.card.shares_image_of
+        == SharedImageSpec("s0", image_key(base.card))
+        == SharedImageSpec("s0", image_key(words.card))
+    )
+    photo = Image.fromarray(skimage_data.chelsea())
+    np.testing.assert_array_equal(words.embed_images([photo]), base.embed_images([photo]))

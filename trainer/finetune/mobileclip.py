@@ -332,7 +332,7 @@ class MobileCLIPTuner:
     def describe(self) -> dict[str, object]:
         """What trained, for the card's ``architecture.finetune``."""
         image = (
-            "the base image tower, unchanged (re-exported)"
+            "the base image tower, unchanged (the base's image files, byte for byte)"
             if self.student.text_only
             else f"last {self.student.image_blocks} image trunk blocks, final conv and head projection trained; "
             "BatchNorm statistics frozen"

@@ -43,7 +43,7 @@ from trainer.finetune.forgetting import (
 from trainer.finetune.mobileclip import MobileCLIPTuner, is_mobileclip
 from trainer.finetune.reinforce import SYN_TEMPLATE, build_album_dataset, cache_key, load_album_dataset
 from trainer.finetune.starter import StarterTuner
-from trainer.finetune.tuner import Evaluate, FinetuneError, Log, Tuner, teacher_scale
+from trainer.finetune.tuner import Evaluate, FinetuneError, Log, Tuner, keep_base_image_side, teacher_scale
 from trainer.train.config import TrainConfig
 from trainer.train.distributed import DistInfo, pick_device
 from trainer.train.loop import TrainResult, train
@@ -125,6 +125,7 @@ class FinetuneReport:
     forgetting: ForgettingCheck | None = None
     activation_refused: bool = False
     early_stop: dict | None = None
+    text_only: bool = False  # the photos' embeddings are the base's: switching re-embeds nothing
 
     def summary(self) -> str:
         """A plain-text before/after report."""
@@ -163,12 +164,17 @@ class FinetuneReport:
                 f"Not activated: '{self.model_id}' forgets more than the limit allows; '{self.base_id}' stays in use "
                 "(--force activates it anyway)."
             )
-        lines.append(
-            f"'{self.model_id}' is now active: the library re-embeds with it when it indexes (search keeps the "
-            "old model until that is done)."
-            if self.activated
-            else f"Use it with: python -m core models use {self.model_id}"
-        )
+        if self.activated and self.text_only:
+            lines.append(
+                f"'{self.model_id}' is now active; it shares the base's photo embeddings: nothing to re-embed."
+            )
+        elif self.activated:
+            lines.append(
+                f"'{self.model_id}' is now active: the library re-embeds with it when it indexes (search keeps the "
+                "old model until that is done)."
+            )
+        else:
+            lines.append(f"Use it with: python -m core models use {self.model_id}")
         return "\n".join(lines)
 
 
@@ -348,6 +354,8 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
             staged, model_id=model_id, name=f"{base.card.name} + album '{album.root.resolve().name}'",
             architecture=architecture, provenance=provenance, check_images=val_images,
         )  # fmt: skip
+        if options.text_only:
+            card = keep_base_image_side(staged, card, base)
         timings["export_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         tuned = ModelPackage(staged, verify=False)
@@ -379,7 +387,7 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
         teachers=[t.id for t in teachers], steps=result.step, before=before, after=after, generic=generic,
         seconds=time.perf_counter() - started, activated=activated, reused_dataset=reused,
         curves=result.plot, timings=timings, forgetting=forgetting, activation_refused=refused,
-        early_stop=early,
+        early_stop=early, text_only=options.text_only,
     )  # fmt: skip
 
 

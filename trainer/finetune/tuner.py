@@ -1,9 +1,11 @@
 """The seam between the album fine-tune pipeline and a base family: the ``Tuner`` protocol and what all families
-share (the error they raise, the parity sentences, a teacher's logit scale).
+share (the error they raise, the parity sentences, a teacher's logit scale, a text-only package's image side).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -14,7 +16,15 @@ from PIL import Image
 
 from core.encoders import ModelPackage
 from core.errors import PhotoSeekError
-from core.model_card import ModelCard
+from core.model_card import (
+    CARD_FILE,
+    ModelCard,
+    SharedImageSpec,
+    image_key,
+    image_side_files,
+    is_text_side_file,
+    write_card,
+)
 from trainer.finetune.reinforce import AlbumReinforcement
 from trainer.train.data import ReinforcedTensors
 
@@ -32,6 +42,28 @@ def teacher_scale(package: ModelPackage) -> float:
     """A teacher's fixed logit scale: its card's ``logit_scale`` (MobileCLIP: 100), else the starter's value."""
     value = package.card.architecture.get("logit_scale")
     return float(min(value, 100.0)) if isinstance(value, int | float) and value > 0 else STARTER_TEACHER_SCALE
+
+
+def keep_base_image_side(staged: Path, card: ModelCard, base: ModelPackage) -> ModelCard:
+    """Make a staged text-only fine-tune embed photos exactly as its base: the base's image-side files byte for byte
+    (an export may write the same tower in other bytes, or without the base's external data) and image specs, and
+    the card says so. Core then keeps one store of photo embeddings for both (``core.model_card.image_key``):
+    switching between them embeds nothing. Returns the card, written to ``staged`` again (still provisional)."""
+    for path in staged.iterdir():
+        if path.is_file() and path.name != CARD_FILE and not is_text_side_file(card, path.name):
+            path.unlink()
+    for name in image_side_files(base.card):
+        shutil.copyfile(base.dir / name, staged / name)
+    card = dataclasses.replace(
+        card,
+        embedding_dim=base.card.embedding_dim,
+        preprocess=base.card.preprocess,
+        image_encoder=base.card.image_encoder,
+        image_check=base.card.image_check,
+        shares_image_of=SharedImageSpec(base.id, image_key(base.card)),
+    )
+    write_card(staged, card)
+    return card
 
 
 class Tuner(Protocol):
