@@ -200,22 +200,25 @@ def test_filters_run_as_sql_and_raw_twins_answer_as_their_jpeg(filtered_library)
     assert len(engine.search("a photo", top=2)) == 2
 
 
-def test_a_narrow_filter_scores_its_own_rows_as_the_whole_pass_would(tmp_path: Path, monkeypatch) -> None:
+def test_a_narrow_filter_scores_its_own_rows_as_the_whole_pass_would(
+    tmp_path: Path, tiny_package_dir: Path, monkeypatch
+) -> None:
     """Scoring only a filter's rows (read where they lie) ranks them exactly as the pass over every row does."""
+    model = ModelPackage(tiny_package_dir)
     rng = np.random.default_rng(8)
     records = [_record(f"/p/{i:03d}.jpg", f"{2000 + i % 20}-06-01T10:00:00", "Pixel 7") for i in range(300)]
     with PhotoIndex(tmp_path) as index:
-        index.save_batch("m", records, _unit(rng, len(records)))
+        key = index.vectors.key_for(model.card)
+        index.save_batch(key, records, _unit(rng, len(records), model.dim))
         index.remove_paths(["/p/020.jpg", "/p/040.jpg"])  # dead rows inside the filter's range
-        snapshot = index.vector_snapshot("m", DIM)
-        query = _unit(rng, 1)
+        snapshot = index.vector_snapshot(key, model.dim)
+        query = _unit(rng, 1, model.dim)
         some = np.array([299, 5, 40, 120, 7])
         expected = np.full(len(snapshot.live), -np.inf, np.float32)
         alive = some[snapshot.live[some]]
         expected[alive] = snapshot.matrix[alive].astype(np.float32) @ query[0]
         np.testing.assert_allclose(snapshot.scores_of(some, query)[:, 0], expected, atol=1e-6)
-        model = type("Model", (), {"id": "m", "dim": DIM, "embed_texts": lambda self, texts, as_query=False: query})()
-        engine = SearchEngine(index, model)  # type: ignore[arg-type]
+        engine = SearchEngine(index, model)
     narrow = [(h.path, h.score) for h in engine.run(parse_query("a photo year:2000"), top=50)]
     monkeypatch.setattr("core.search.NARROW_FILTER_SHARE", 0.0)  # the whole pass
     whole = [(h.path, h.score) for h in engine.run(parse_query("a photo year:2000"), top=50)]
