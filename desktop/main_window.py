@@ -20,6 +20,7 @@ from desktop.controller import AppController, IndexOutcome, PhotoList
 from desktop.dialogs import ask_for_folder, ask_for_photos, confirm_remove_folder, show_errors_dialog
 from desktop.empty_state import EmptyState
 from desktop.file_actions import local_path, open_or_explain, reveal_or_explain
+from desktop.models_window import ModelsWindow, show_models_window
 from desktop.no_model import cannot_build_text
 from desktop.photo_grid import DEFAULT_THUMB, PhotoGridModel, PhotoGridView
 from desktop.photo_view import PhotoView
@@ -122,6 +123,7 @@ class MainWindow(QMainWindow):
         self.toolbar.cutoff_changed.connect(lambda _: self._apply_cutoff())
         self.toolbar.sort_chosen.connect(self.set_sort)
         self.toolbar.model_chosen.connect(self.controller.switch_model)
+        self.toolbar.models_requested.connect(lambda: show_models_window(self))
         self.toolbar.down_pressed.connect(self._focus_grid)
         self.addToolBar(self.toolbar)
 
@@ -155,6 +157,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()
         self.photo_view.close()
+        for models in self.findChildren(ModelsWindow):  # a download stops and keeps its partial file
+            models.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QTreeWidget
+from PySide6.QtWidgets import QApplication, QMessageBox, QTreeWidget
 
 from desktop.main_window import MainWindow
 from tests.photo_corpus import available_photos, materialize
@@ -61,3 +61,17 @@ def click_row(qtbot, tree: QTreeWidget, text: str) -> None:
 def names(window: MainWindow) -> list[str]:
     """File names of the grid's rows, in order."""
     return [Path(p).stem for p in window.grid_model.paths()]
+
+
+def answer_next_message_box(qtbot, button_text: str) -> None:
+    """Click `button_text` in the next modal message box (the test cannot click while exec() runs)."""
+
+    def click() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, click)
+            return
+        button = next(b for b in box.buttons() if b.text().replace("&", "") == button_text)
+        button.click()
+
+    QTimer.singleShot(0, click)
