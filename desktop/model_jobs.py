@@ -7,6 +7,7 @@ torch-free import; installing a package made elsewhere; removing one. Everything
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import PhotoSeekError
 from core.library import Library
 from core.model_store import InstalledModel
 
@@ -120,7 +122,6 @@ def measure_speed(lib: Library, model_id: str, photos: int = SPEED_PHOTOS) -> fl
     """Embed a few of the library's own photos with the model, one by one as indexing reads them; returns
     images per second (decoding included) and records it in the library's settings."""
     from core.encoders import ModelPackage
-    from core.errors import PhotoSeekError
     from core.preprocess import load_image
 
     paths = [path for _id, path in lib.photos_after(0)[: photos + 1]]
@@ -160,6 +161,11 @@ def download(
     dest = checkpoint_path(lib, offer)
     if dest.is_file():
         return Fetched(offer, dest, reused=True)
+    if offer.url.lower().startswith("https:") and importlib.util.find_spec("ssl") is None:
+        raise PhotoSeekError(
+            f"this build of PhotoSeek cannot download over HTTPS. Download {offer.url} in a web browser, then "
+            "choose “Import a checkpoint file…”"
+        )
     try:
         download_file(offer.url, dest, progress=progress, stop=stop)
     except DownloadStopped:

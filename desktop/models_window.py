@@ -9,46 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QDialog,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QMenu,
-    QProgressBar,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QMenu, QPushButton, QVBoxLayout, QWidget
 
 from desktop import model_dialogs, model_jobs
-from desktop.model_jobs import Fetched, ModelRow, Offer, Stopped
+from desktop.model_jobs import Fetched, Offer, Stopped
+from desktop.models_widgets import ModelsTable, TaskRow
 from desktop.workers import JobRunner
 
 if TYPE_CHECKING:
     from desktop.controller import AppController
     from desktop.main_window import MainWindow
-
-COLUMNS = ("Name", "Id", "Size", "Licence", "Speed here", "Library coverage")
-MB = 1_000_000
-
-
-def _coverage(row: ModelRow) -> str:
-    if row.photos == 0:
-        return "no photos yet"
-    return f"{row.embedded:,} of {row.photos:,} photos ({100 * row.embedded / row.photos:.0f}%)"
-
-
-def _cells(row: ModelRow) -> tuple[str, ...]:
-    name = f"{row.name} (active)" if row.active else row.name
-    if row.serving and not row.active:
-        name += " (search uses it until the active one is done)"
-    speed = f"{row.speed:.1f} photos/s" if row.speed is not None else "not measured"
-    return (name, row.id, f"{row.size_bytes / MB:,.1f} MB", row.licence, speed, _coverage(row))
 
 
 class ModelsWindow(QDialog):
@@ -61,7 +31,6 @@ class ModelsWindow(QDialog):
         self.resize(900, 420)
         self.controller = controller
         self.runner = JobRunner(max_threads=2, parent=self)
-        self.rows: list[ModelRow] = []
         self.offers: list[Offer] = []  # the MobileCLIP checkpoints "Get MobileCLIP…" offers
         self._download: Offer | None = None  # the download in progress or paused
         self._download_job: Any = None
@@ -72,14 +41,7 @@ class ModelsWindow(QDialog):
         intro = QLabel("The models that embed your photos and your searches. Switching re-embeds the library.")
         intro.setWordWrap(True)
         layout.addWidget(intro)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setObjectName("modelsTable")
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table = ModelsTable()
         self.table.itemSelectionChanged.connect(self._update_buttons)
         layout.addWidget(self.table, 1)
 
@@ -100,21 +62,15 @@ class ModelsWindow(QDialog):
         self.install_button.setMenu(install_menu)
         layout.addLayout(row_buttons)
 
-        task = QHBoxLayout()
-        self.task_label = QLabel()
-        self.progress = QProgressBar()
-        self.progress.setObjectName("modelProgress")
-        self.pause_button = self._button(task, "Pause", self.pause_or_resume)
-        self.cancel_button = self._button(task, "Cancel", self.cancel_download)
-        task.insertWidget(0, self.task_label, 1)
-        task.insertWidget(1, self.progress, 1)
-        layout.addLayout(task)
+        self.task = TaskRow()
+        self.task.pause_button.clicked.connect(self.pause_or_resume)
+        self.task.cancel_button.clicked.connect(self.cancel_download)
+        layout.addWidget(self.task)
         self.message = QLabel()
         self.message.setObjectName("modelsMessage")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
         layout.addWidget(self.message)
-        self._show_task(None)
         controller.ready.connect(lambda _snapshot: self.isVisible() and self.refresh())
         self._fill_offers()
 
@@ -135,39 +91,13 @@ class ModelsWindow(QDialog):
         lib = self.controller.service.lib
         self._start("list models", lambda _: model_jobs.model_rows(lib), self._show_rows)
 
-    def _show_rows(self, rows: list[ModelRow]) -> None:
-        selected = self.selected_id()
-        self.rows = rows
-        self.table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            for c, text in enumerate(_cells(row)):
-                item = QTableWidgetItem(text)
-                item.setData(Qt.UserRole, row.id)
-                if row.active:
-                    font = QFont(item.font())
-                    font.setBold(True)
-                    item.setFont(font)
-                self.table.setItem(r, c, item)
-            if row.id == selected:
-                self.table.selectRow(r)
+    def _show_rows(self, rows: list[model_jobs.ModelRow]) -> None:
+        self.table.show_rows(rows)
         self._fill_offers()
         self._update_buttons()
 
-    def selected_id(self) -> str | None:
-        items = self.table.selectedItems()
-        return items[0].data(Qt.UserRole) if items else None
-
-    def select(self, model_id: str) -> None:
-        """Select a model's row (as a click would)."""
-        for r, row in enumerate(self.rows):
-            if row.id == model_id:
-                self.table.selectRow(r)
-
-    def _selected_row(self) -> ModelRow | None:
-        return next((row for row in self.rows if row.id == self.selected_id()), None)
-
     def _update_buttons(self) -> None:
-        row = self._selected_row()
+        row = self.table.selected_row()
         self.activate_button.setEnabled(row is not None and not row.active)
         in_use = row is not None and (row.active or row.serving)
         self.remove_button.setEnabled(row is not None and row.location == "library" and not in_use)
@@ -184,7 +114,7 @@ class ModelsWindow(QDialog):
 
     def _fill_offers(self) -> None:
         self.get_menu.clear()
-        installed = {row.id for row in self.rows}
+        installed = {row.id for row in self.table.rows}
         self.offers = model_jobs.offers()
         for offer in self.offers:
             label = f"{offer.display}" + (" (installed)" if offer.name in installed else "")
@@ -194,14 +124,14 @@ class ModelsWindow(QDialog):
     # --- switching, removing, measuring ----------------------------------------------------------
 
     def activate_selected(self) -> None:
-        row = self._selected_row()
+        row = self.table.selected_row()
         if row is None or row.active:
             return
         self.controller.switch_model(row.id)  # re-embeds in the background; the main window shows the progress
         self.say(f"Switching to {row.name}: your photos are embedded with it in the background.")
 
     def remove_selected(self) -> None:
-        row = self._selected_row()
+        row = self.table.selected_row()
         if row is None or not model_dialogs.confirm_remove_model(self, row.name, row.id):
             return
         lib = self.controller.service.lib
@@ -212,7 +142,7 @@ class ModelsWindow(QDialog):
         self.controller.refresh()
 
     def measure_selected(self) -> None:
-        row = self._selected_row()
+        row = self.table.selected_row()
         if row is None:
             return
         lib = self.controller.service.lib
@@ -221,7 +151,7 @@ class ModelsWindow(QDialog):
             "measure speed", lambda _: model_jobs.measure_speed(lib, row.id), lambda speed: self._measured(row, speed)
         )
 
-    def _measured(self, row: ModelRow, speed: float) -> None:
+    def _measured(self, row: model_jobs.ModelRow, speed: float) -> None:
         self.say(f"{row.name} embeds {speed:.1f} photos per second on this machine.")
         self.refresh()
 
@@ -237,8 +167,7 @@ class ModelsWindow(QDialog):
     def _start_download(self) -> None:
         offer, lib = self._download, self.controller.service.lib
         self._stop_reason = None
-        self._show_task(f"Downloading {offer.display}", pausable=True)
-        self.pause_button.setText("Pause")
+        self.task.show_task(f"Downloading {offer.display}", pausable=True)
         self._download_job = self._start(
             "download",
             lambda ctx: model_jobs.download(lib, offer, lambda have, total: ctx.report((have, total)), ctx.cancel),
@@ -249,14 +178,7 @@ class ModelsWindow(QDialog):
         self._fill_offers()
 
     def _download_progress(self, value: tuple[int, int | None]) -> None:
-        have, total = value
-        if total:
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(int(1000 * have / total))
-        self.task_label.setText(
-            f"Downloading {self._download.display}: {have / MB:,.1f}"
-            + (f" of {total / MB:,.1f} MB" if total else " MB")
-        )
+        self.task.show_bytes(self._download.display, *value)
 
     def pause_or_resume(self) -> None:
         """Pause a running download (the partial file is kept) or resume a paused one (HTTP Range)."""
@@ -280,42 +202,42 @@ class ModelsWindow(QDialog):
             self._download_ended(result, self._stop_reason or "pause")
             return
         self._download = None
-        self._run_import(result.path, result.offer.display, result.offer.url)
+        self._run_import(result.path, result.offer.display, result.offer.url, downloaded=True)
 
     def _download_ended(self, result: Stopped, reason: str) -> None:
         if reason == "cancel":
             model_jobs.discard_partial(self.controller.service.lib, result.offer)
             self._download = None
-            self._show_task(None)
+            self.task.show_task(None)
             self.say(f"The download of {result.offer.display} was cancelled.")
         else:
-            self.pause_button.setText("Resume")
-            self.task_label.setText(f"Paused: {result.kept_bytes / MB:,.1f} MB of {result.offer.display} downloaded")
+            self.task.show_paused(result.offer.display, result.kept_bytes)
         self._fill_offers()
 
     def _download_failed(self, message: str) -> None:
+        kept = model_jobs.partial_bytes(self.controller.service.lib, self._download)
         self._download_job, self._download = None, None
-        self._show_task(None)
-        self.say(f"The download failed: {message}. What was downloaded is kept; getting it again resumes it.", True)
+        self.task.show_task(None)
+        resume = " What was downloaded is kept: getting the model again resumes it." if kept else ""
+        self.say(f"The download failed: {message}.{resume}", True)
         self._fill_offers()
 
     def import_checkpoint(self, path: Path | None = None) -> None:
         """Import a local MobileCLIP checkpoint file (asks for it when `path` is None)."""
         path = path or model_dialogs.choose_checkpoint_file(self)
         if path is not None:
-            self._run_import(path, path.name, None)
+            self._run_import(path, path.name, None, downloaded=False)
 
-    def _run_import(self, path: Path, what: str, source_url: str | None) -> None:
+    def _run_import(self, path: Path, what: str, source_url: str | None, *, downloaded: bool) -> None:
         lib = self.controller.service.lib
         self._set_busy(True)
-        self._show_task(f"Importing {what}")
-        self.progress.setRange(0, 0)  # no fraction to show: the steps are named instead
+        self.task.show_task(f"Importing {what}", busy=True)  # no fraction to show: the steps are named instead
         self._start(
             "import checkpoint",
             lambda ctx: model_jobs.import_checkpoint(lib, path, lambda line: ctx.report(line), source_url),
             self._installed,
-            on_progress=lambda line: self.task_label.setText(f"Importing {what}: {line}"),
-            on_error=lambda message: self._install_failed(what, message),
+            on_progress=lambda line: self.task.label.setText(f"Importing {what}: {line}"),
+            on_error=lambda message: self._install_failed(what, message, path if downloaded else None),
         )
 
     def install_package(self, source: Path | None = None, *, zipped: bool = False) -> None:
@@ -325,8 +247,7 @@ class ModelsWindow(QDialog):
             return
         lib = self.controller.service.lib
         self._set_busy(True)
-        self._show_task(f"Checking and installing {source.name}")
-        self.progress.setRange(0, 0)
+        self.task.show_task(f"Checking and installing {source.name}", busy=True)
         self._start(
             "install package",
             lambda _: model_jobs.install_package(lib, source),
@@ -336,16 +257,19 @@ class ModelsWindow(QDialog):
 
     def _installed(self, model_id: str) -> None:
         self._set_busy(False)
-        self._show_task(None)
+        self.task.show_task(None)
         self.say(f"Installed the model {model_id}.")
         self.controller.refresh()
         self.refresh()
         if model_dialogs.offer_activation(self, model_id):
             self.controller.switch_model(model_id)
 
-    def _install_failed(self, what: str, message: str) -> None:
+    def _install_failed(self, what: str, message: str, downloaded: Path | None = None) -> None:
         self._set_busy(False)
-        self._show_task(None)
+        self.task.show_task(None)
+        if downloaded is not None:  # a file that cannot be imported is not kept to be imported again
+            downloaded.unlink(missing_ok=True)
+            message += ". The downloaded file was deleted: getting the model again downloads it anew"
         self.say(f"{what} was not installed: {message}", True)
 
     # --- plumbing ----------------------------------------------------------------------------------
@@ -354,15 +278,6 @@ class ModelsWindow(QDialog):
         self._busy = busy
         self._update_buttons()
         self._fill_offers()
-
-    def _show_task(self, text: str | None, *, pausable: bool = False) -> None:
-        for widget in (self.task_label, self.progress):
-            widget.setVisible(text is not None)
-        self.pause_button.setVisible(pausable)
-        self.cancel_button.setVisible(pausable)
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.task_label.setText(text or "")
 
     def say(self, text: str, error: bool = False) -> None:
         """Tell the user what happened, in plain words (errors in red)."""

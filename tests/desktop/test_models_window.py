@@ -87,14 +87,14 @@ def test_table_speed_switch_and_remove(
     size = sum(p.stat().st_size for p in tiny_package_dir.iterdir())
     assert tiny["Size"] == f"{size / 1e6:,.1f} MB"
 
-    models.select("starter")  # the active model cannot be removed: the button says why, and core refuses too
+    models.table.select("starter")  # the active model cannot be removed: the button says why, and core refuses too
     assert not models.remove_button.isEnabled() and "cannot be removed" in models.remove_button.toolTip()
     answer_box(qtbot, "Remove", seen := [])
     models.remove_selected()
     qtbot.waitUntil(lambda: "is the active model" in models.message.text(), timeout=WAIT_MS)
     assert (indexed_library / "models" / "starter").exists()
 
-    models.select("tiny")
+    models.table.select("tiny")
     qtbot.mouseClick(models.measure_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: row_text(models, "tiny")["Speed here"].endswith("photos/s"), timeout=WAIT_MS)
     speed = ModelStore(indexed_library).read_setting("measured_speed")["tiny"]
@@ -106,7 +106,7 @@ def test_table_speed_switch_and_remove(
     qtbot.waitUntil(lambda: row_text(models, "tiny")["Name"].endswith("(active)"), timeout=WAIT_MS)
     assert row_text(models, "tiny")["Library coverage"] == f"{photos:,} of {photos:,} photos (100%)"
 
-    models.select("starter")
+    models.table.select("starter")
     assert models.remove_button.isEnabled()
     answer_box(qtbot, "Remove", seen)
     qtbot.mouseClick(models.remove_button, Qt.LeftButton)
@@ -171,21 +171,21 @@ def test_get_mobileclip_pause_resume_import_and_activate(qtbot, make_window, lib
     served.delay_s = 0.02  # about 5 s for the whole file: time to pause it half-way
     answer_box(qtbot, "Accept and download", seen := [])
     offer.trigger()
-    qtbot.waitUntil(lambda: " MB" in models.task_label.text() and models.progress.value() > 0, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: " MB" in models.task.label.text() and models.task.progress.value() > 0, timeout=WAIT_MS)
     name, words = seen[0]
     assert name == "licenceNotice" and "Apple's licence" in words and "not under PhotoSeek's" in words
     assert served.url("mobileclip_s0.pt") in words and "LICENSE_MODELS" in words
 
-    qtbot.mouseClick(models.pause_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: models.pause_button.text() == "Resume", timeout=WAIT_MS)
+    qtbot.mouseClick(models.task.pause_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: models.task.pause_button.text() == "Resume", timeout=WAIT_MS)
     part = library / "checkpoints" / "mobileclip_s0.pt.part"
     kept = part.stat().st_size
-    assert 0 < kept < (served.root / "mobileclip_s0.pt").stat().st_size and "Paused" in models.task_label.text()
+    assert 0 < kept < (served.root / "mobileclip_s0.pt").stat().st_size and "Paused" in models.task.label.text()
 
     served.delay_s = 0.0
     answer_box(qtbot, "Activate", seen)
     with qtbot.waitSignal(window.controller.index_finished, timeout=WAIT_MS) as finished:
-        qtbot.mouseClick(models.pause_button, Qt.LeftButton)  # Resume: asks for the rest only
+        qtbot.mouseClick(models.task.pause_button, Qt.LeftButton)  # Resume: asks for the rest only
     assert served.requests[-1] == ("/mobileclip_s0.pt", f"bytes={kept}-")
     assert [name for name, _ in seen] == ["licenceNotice", "offerActivation"]
     assert finished.args[0].model_id == "mobileclip-s0" and finished.args[0].error is None
@@ -202,15 +202,24 @@ def test_get_mobileclip_cancel_and_a_failed_download(qtbot, make_window, library
     served.delay_s = 0.05
     answer_box(qtbot, "Cancel", seen := [])  # declining the licence downloads nothing
     models.get_model(models.offers[0])
-    assert seen[0][0] == "licenceNotice" and served.requests == [] and not models.progress.isVisible()
+    assert seen[0][0] == "licenceNotice" and served.requests == [] and not models.task.progress.isVisible()
 
     answer_box(qtbot, "Accept and download", seen)
     models.get_model(models.offers[0])
-    qtbot.waitUntil(lambda: models.progress.value() > 0, timeout=WAIT_MS)
-    qtbot.mouseClick(models.cancel_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: models.task.progress.value() > 0, timeout=WAIT_MS)
+    qtbot.mouseClick(models.task.cancel_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: "cancelled" in models.message.text(), timeout=WAIT_MS)
     assert not (library / "checkpoints" / "mobileclip_s0.pt.part").exists()
-    assert not (library / "checkpoints" / "mobileclip_s0.pt").exists() and not models.progress.isVisible()
+    assert not (library / "checkpoints" / "mobileclip_s0.pt").exists() and not models.task.progress.isVisible()
+
+    served.delay_s = 0.0
+    (served.root / "mobileclip_s0.pt").write_bytes(b"not a checkpoint at all")  # a wrong file at the URL
+    answer_box(qtbot, "Accept and download", seen)
+    models.get_model(models.offers[0])
+    qtbot.waitUntil(lambda: "was not installed" in models.message.text(), timeout=WAIT_MS)
+    assert "neither a PyTorch zip checkpoint nor a safetensors file" in models.message.text()
+    assert "downloaded file was deleted" in models.message.text()  # the next try downloads again, not this file
+    assert not (library / "checkpoints" / "mobileclip_s0.pt").exists()
 
     (served.root / "mobileclip_s0.pt").unlink()  # the server no longer has the file: HTTP 404, said plainly
     answer_box(qtbot, "Accept and download", seen)
