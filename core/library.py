@@ -226,10 +226,10 @@ class Library:
         with self.open_index() as index:
             return index.photo_count()
 
-    def photos_after(self, after_id: int = 0) -> list[tuple[int, str]]:
-        """(id, path) of photos added after `after_id`, in id order."""
+    def photos_after(self, after_id: int = 0, limit: int | None = None) -> list[tuple[int, str]]:
+        """(id, path) of photos added after `after_id`, in id order (the first `limit` of them when given)."""
         with self.open_index() as index:
-            return index.photos_after(after_id)
+            return index.photos_after(after_id, limit)
 
     def folders(self) -> list[FolderCount]:
         """The library folders the user added, with how many photos lie under each."""

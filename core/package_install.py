@@ -120,10 +120,16 @@ def _zip_card(source: Path, archive: zipfile.ZipFile) -> tuple[ModelCard, PurePo
 def _extract(archive: zipfile.ZipFile, root: PurePosixPath, names: list[str], staged: Path) -> None:
     """Copy the members ``root/name`` of ``names`` into ``staged`` (their own names, nothing else)."""
     members = {PurePosixPath(info.filename.replace("\\", "/")): info for info in archive.infolist()}
+    wanted = []
     for name in names:
         info = members.get(root / name) if name not in (".", "..") else None
         if info is None or info.is_dir():
             raise ModelPackageError(f"{archive.filename}: missing file {name}")
+        wanted.append((name, info))
+    needed, free = sum(info.file_size for _, info in wanted), shutil.disk_usage(staged).free
+    if needed > free:  # a member never unpacks past its stated size, so this also stops a zip bomb
+        raise ModelPackageError(f"{archive.filename}: unpacking needs {needed:,} bytes, {free:,} are free")
+    for name, info in wanted:
         try:
             with archive.open(info) as src, (staged / name).open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)

@@ -124,7 +124,8 @@ def measure_speed(lib: Library, model_id: str, photos: int = SPEED_PHOTOS) -> fl
     from core.encoders import ModelPackage
     from core.preprocess import load_image
 
-    paths = [path for _id, path in lib.photos_after(0)[: photos + 1]]
+    on_disk = [path for _id, path in lib.photos_after(0, limit=10 * photos) if os.path.isfile(path)]
+    paths = on_disk[: photos + 1]  # the oldest photos still there (a folder on an unplugged drive is skipped)
     if len(paths) < 2:
         raise PhotoSeekError("add some photos to the library first: the speed is measured on your own photos")
     # A fresh package, not the library's cached one: measuring a spare model must not keep it in memory.

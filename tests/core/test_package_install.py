@@ -6,6 +6,7 @@ import shutil
 import stat
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -106,5 +107,15 @@ def test_a_zip_holding_a_link_is_refused(lib: Library, tiny_package_dir: Path, t
     with zipfile.ZipFile(zipped, "a") as archive:
         archive.writestr(link, "/etc/passwd")
     with pytest.raises(ModelPackageError, match="is a link"):
+        lib.install_package(zipped)
+    assert left_in(lib.store.install_dir) == []
+
+
+def test_a_zip_larger_than_the_free_space_is_refused(
+    lib: Library, tiny_package_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zipped = zip_folder(tiny_package_dir, tmp_path / "big.zip")
+    monkeypatch.setattr("core.package_install.shutil.disk_usage", lambda _path: SimpleNamespace(free=1000))
+    with pytest.raises(ModelPackageError, match="unpacking needs .* bytes, 1,000 are free"):
         lib.install_package(zipped)
     assert left_in(lib.store.install_dir) == []

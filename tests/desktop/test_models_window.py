@@ -5,6 +5,7 @@ importing a checkpoint file and installing model packages."""
 from __future__ import annotations
 
 import shutil
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,9 +39,31 @@ def answer_box(qtbot, button_text: str, seen: list[tuple[str, str]]) -> None:
     QTimer.singleShot(0, click)
 
 
-def open_models(qtbot, window) -> ModelsWindow:
-    """Open the Models window from the File menu and wait for its table."""
-    window.menu_actions["models"].trigger()
+@pytest.fixture(autouse=True)
+def unanswered_boxes_fail(qtbot) -> Iterator[None]:
+    """A message box that no test answers would block its test for ever: after 60 s it is closed and the test fails."""
+    stuck: list[str] = []
+    opened: dict[int, float] = {}
+
+    def check() -> None:
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox) and time.monotonic() - opened.setdefault(id(box), time.monotonic()) > 60:
+            stuck.append(box.objectName())
+            box.reject()
+
+    timer = QTimer(interval=1000, timeout=check)
+    timer.start()
+    yield
+    timer.stop()
+    assert not stuck, f"message boxes nobody answered: {stuck}"
+
+
+def open_models(qtbot, window, *, from_toolbar: bool = False) -> ModelsWindow:
+    """Open the Models window from the File menu (or the toolbar's button) and wait for its table."""
+    if from_toolbar:
+        qtbot.mouseClick(window.toolbar.models_button, Qt.LeftButton)
+    else:
+        window.menu_actions["models"].trigger()
     models = window.findChild(ModelsWindow)
     qtbot.waitUntil(lambda: models.isVisible() and models.table.rowCount() > 0, timeout=WAIT_MS)
     return models
@@ -123,7 +146,7 @@ def test_install_package_folder_zip_and_refusals(
     qtbot, make_window, library: Path, tiny_package_dir: Path, tmp_path: Path
 ) -> None:
     window = make_window(library, watch=False)
-    models = open_models(qtbot, window)
+    models = open_models(qtbot, window, from_toolbar=True)
     answer_box(qtbot, "Later", seen := [])
     models.install_package(tiny_package_dir)
     qtbot.waitUntil(lambda: "tiny" in ids(models), timeout=WAIT_MS)
@@ -227,3 +250,21 @@ def test_get_mobileclip_cancel_and_a_failed_download(qtbot, make_window, library
     qtbot.waitUntil(lambda: "The download failed" in models.message.text(), timeout=WAIT_MS)
     assert "HTTP 404" in models.message.text() and "Traceback" not in models.message.text()
     assert ids(models) == ["starter"]
+
+
+def test_closing_the_app_during_a_download_keeps_the_partial_file(
+    qtbot, make_window, library: Path, served: FileServer
+) -> None:
+    window = make_window(library, watch=False)
+    models = open_models(qtbot, window)
+    served.delay_s = 0.05
+    answer_box(qtbot, "Accept and download", [])
+    models.get_model(models.offers[0])
+    qtbot.waitUntil(lambda: models.task.progress.value() > 0, timeout=WAIT_MS)
+    window.close()  # stops the download at the next chunk, and waits for it
+    part = library / "checkpoints" / "mobileclip_s0.pt.part"
+    kept = part.stat().st_size
+    assert kept > 0 and models.runner.pool.activeThreadCount() == 0  # the download thread has ended
+    qtbot.wait(300)
+    assert part.stat().st_size == kept
+    assert not (library / "checkpoints" / "mobileclip_s0.pt").exists()
