@@ -14,10 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import PhotoSeekError
-from core.library import Library
-from core.model_store import InstalledModel
+
+if TYPE_CHECKING:  # core's library loads onnxruntime: imported by the jobs that run, not with the first window
+    from core.library import Library
+    from core.model_store import InstalledModel
 
 # The models the window offers to download: small to large (registry names of core.checkpoint_import).
 OFFERED_MODELS = ("mobileclip-s0", "mobileclip-s2", "mobileclip-b")

@@ -58,14 +58,15 @@ def unanswered_boxes_fail(qtbot) -> Iterator[None]:
     assert not stuck, f"message boxes nobody answered: {stuck}"
 
 
-def open_models(qtbot, window, *, from_toolbar: bool = False) -> ModelsWindow:
-    """Open the Models window from the File menu (or the toolbar's button) and wait for its table."""
+def open_models(qtbot, window, *, from_toolbar: bool = False, empty: bool = False) -> ModelsWindow:
+    """Open the Models window from the File menu (or the toolbar's button) and wait for its table (unless `empty`:
+    no model is installed)."""
     if from_toolbar:
         qtbot.mouseClick(window.toolbar.models_button, Qt.LeftButton)
     else:
         window.menu_actions["models"].trigger()
     models = window.findChild(ModelsWindow)
-    qtbot.waitUntil(lambda: models.isVisible() and models.table.rowCount() > 0, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: models.isVisible() and (empty or models.table.rowCount() > 0), timeout=WAIT_MS)
     return models
 
 
@@ -143,14 +144,19 @@ def test_table_speed_switch_and_remove(
 
 
 def test_install_package_folder_zip_and_refusals(
-    qtbot, make_window, library: Path, tiny_package_dir: Path, tmp_path: Path
+    qtbot, make_window, tiny_package_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    library = tmp_path / "bare-library"  # no model at all: installing one is how the user gets going
     window = make_window(library, watch=False)
-    models = open_models(qtbot, window, from_toolbar=True)
+    assert not window.search_edit.isEnabled()
+    models = open_models(qtbot, window, from_toolbar=True, empty=True)
     answer_box(qtbot, "Later", seen := [])
     models.install_package(tiny_package_dir)
     qtbot.waitUntil(lambda: "tiny" in ids(models), timeout=WAIT_MS)
     assert seen == [("offerActivation", seen[0][1])] and "Installed the model tiny" in models.message.text()
+    assert row_text(models, "tiny")["Library coverage"] == "no photos yet"
+    qtbot.waitUntil(window.search_edit.isEnabled, timeout=WAIT_MS)  # the only model is the active one
 
     zipped = tmp_path / "zipped.zip"
     with zipfile.ZipFile(zipped, "w") as archive:
@@ -169,7 +175,7 @@ def test_install_package_folder_zip_and_refusals(
     qtbot.waitUntil(lambda: "was not installed" in models.message.text(), timeout=WAIT_MS)
     assert "points outside its folder" in models.message.text() and "Traceback" not in models.message.text()
     assert not (tmp_path / "escaped.txt").exists() and not (library / "escaped.txt").exists()
-    assert sorted(p.name for p in (library / "models").iterdir()) == ["starter", "tiny", "tiny-zipped"]
+    assert sorted(p.name for p in (library / "models").iterdir()) == ["tiny", "tiny-zipped"]
     assert models.install_button.isEnabled()
 
 
