@@ -202,6 +202,8 @@ class ModelsWindow(QDialog):
             self._download_ended(result, self._stop_reason or "pause")
             return
         self._download = None
+        if result.reused:
+            self.say(f"Using the {result.offer.display} file downloaded before ({result.path.name}).")
         self._run_import(result.path, result.offer.display, result.offer.url, downloaded=True)
 
     def _download_ended(self, result: Stopped, reason: str) -> None:
