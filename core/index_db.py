@@ -160,9 +160,12 @@ class PhotoIndex:
         store key is `vectors.key_for(card)`."""
         return self.vectors.embedded_ids(store_key, dim)
 
-    def photos_after(self, after_id: int = 0) -> list[tuple[int, str]]:
-        """(id, path) of photos added after `after_id`, in id order (for views that grow while indexing)."""
-        rows = self.conn.execute("SELECT id, path FROM photos WHERE id > ? ORDER BY id", (after_id,))
+    def photos_after(self, after_id: int = 0, limit: int | None = None) -> list[tuple[int, str]]:
+        """(id, path) of photos added after `after_id`, in id order (for views that grow while indexing); the first
+        `limit` of them when given."""
+        rows = self.conn.execute(
+            "SELECT id, path FROM photos WHERE id > ? ORDER BY id LIMIT ?", (after_id, -1 if limit is None else limit)
+        )
         return [(pid, from_db(path)) for pid, path in rows]
 
     def photo_count(self) -> int:

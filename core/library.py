@@ -8,6 +8,8 @@ model has embedded every photo, so a re-embed in the background never leaves sea
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -16,12 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from core.encoders import ModelPackage
-from core.errors import NoModelError, PhotoSeekError
+from core.errors import ModelPackageError, NoModelError, PhotoSeekError
 from core.index_db import IndexedPhoto, PhotoIndex
 from core.index_queries import newest_first_ids, photo_facts, photos_under
 from core.indexer import IndexReport, ProgressCallback, index_paths
-from core.model_store import ModelStore, embedding_counts
+from core.model_card import IMAGE_KEY_PREFIX
+from core.model_store import InstalledModel, ModelStore, embedding_counts, image_keys
 from core.paths import library_dir
+from core.pathtext import display
 from core.search import SearchEngine, SearchHit, SearchRequest, SearchResult
 from core.tagging import PhotoTag, Tagger
 from core.thumbnails import ThumbnailCache
@@ -121,6 +125,51 @@ class Library:
         self.store.set_active(model_id)
         self.refresh_models()
 
+    def remove_model(self, model_id: str) -> InstalledModel:
+        """Delete a package of the library's own `models/` folder and its embeddings; returns what was removed.
+        Refuses (ModelPackageError) the active model, the one serving search, and user-wide or bundled packages."""
+        model = self.store.find(model_id)
+        if model.location != "library":
+            raise ModelPackageError(
+                f"'{model.id}' is a {model.location} package ({display(str(model.dir))}), not the library's"
+            )
+        for role, in_use in (("the active model", self.active_id()), ("serving search", self.serving_model_id())):
+            if model.id == in_use:
+                raise ModelPackageError(
+                    f"'{model.id}' is {role}; make another model active and let it embed the library first"
+                )
+        # Renamed first: a package half deleted by a crash is no longer listed, and its id can be installed again.
+        doomed = model.dir.with_name(f".{model.id}.removing-{os.getpid()}")
+        os.replace(model.dir, doomed)
+        if doomed.is_symlink():  # a package linked into the library: the link goes, not what it points to
+            doomed.unlink()
+        else:
+            shutil.rmtree(doomed)
+        with self.open_index() as index:
+            index.vectors.drop(model.id)  # a store still kept under its id (schema 3) goes with it
+            in_use = set(image_keys(self.store.list()).values())
+            for key in index.vectors.keys():
+                # Its photo embeddings go, unless a model sharing its image side stays, and so does any store no
+                # installed model reads (left by a package replaced under its id with another image side).
+                if key.startswith(IMAGE_KEY_PREFIX) and key not in in_use:
+                    index.vectors.drop(key)
+        self.refresh_models()
+        return model
+
+    def install_package(self, source: Path) -> InstalledModel:
+        """Install a model package folder or `.zip` made elsewhere (checked first: see core.package_install)."""
+        from core.package_install import install_model_package
+
+        path = install_model_package(Path(source), self.store.install_dir, taken_ids=self.installed_model_ids())
+        self.refresh_models()
+        return self.store.find(path.name)
+
+    def embedding_counts(self) -> tuple[int, dict[str, int]]:
+        """(photos in the library, photos embedded for each model id): how much of the library each model covers
+        (models sharing an image side cover the same photos)."""
+        with self.open_index() as index:
+            return index.photo_count(), embedding_counts(index.vectors.counts(), self.store.list())
+
     def _complete(self, model_id: str) -> bool:
         """Whether every photo has an embedding from this model's image side (made for it or for a model sharing
         it, such as the base of a text-only fine-tune): switching to such a model embeds nothing."""
@@ -215,10 +264,10 @@ class Library:
         with self.open_index() as index:
             return index.photo_count()
 
-    def photos_after(self, after_id: int = 0) -> list[tuple[int, str]]:
-        """(id, path) of photos added after `after_id`, in id order."""
+    def photos_after(self, after_id: int = 0, limit: int | None = None) -> list[tuple[int, str]]:
+        """(id, path) of photos added after `after_id`, in id order (the first `limit` of them when given)."""
         with self.open_index() as index:
-            return index.photos_after(after_id)
+            return index.photos_after(after_id, limit)
 
     def folders(self) -> list[FolderCount]:
         """The library folders the user added, with how many photos lie under each."""

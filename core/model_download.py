@@ -13,9 +13,11 @@ import hashlib
 import http.client
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import PhotoSeekError
@@ -47,6 +49,10 @@ class DownloadError(PhotoSeekError):
     """A checkpoint could not be downloaded completely and intact."""
 
 
+class DownloadStopped(PhotoSeekError):
+    """The caller asked the download to stop; the partial file is kept, so a later call resumes it."""
+
+
 def _content_range(header: str | None) -> tuple[int, int | None]:
     """(first byte, total size) of a ``Content-Range: bytes A-B/TOTAL`` header."""
     match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", (header or "").strip())
@@ -72,6 +78,8 @@ def download_file(
     timeout: float = 60.0,
     retries: int = 5,
     retry_wait: float = 2.0,
+    progress: Callable[[int, int | None], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming a partial file; returns ``dest``.
 
@@ -79,6 +87,9 @@ def download_file(
     seconds); a partial file left by an earlier run is resumed too. The size must equal ``expected_size`` when
     given, else the server's Content-Length; the sha256 must equal ``expected_sha256`` when given. Raises
     DownloadError with the reason (HTTP status, size or hash mismatch, too many failures).
+
+    ``progress(bytes so far, total or None)`` is called as data arrives (an app's progress bar); when ``stop`` is
+    set the download ends with DownloadStopped after the current chunk, keeping ``dest.part`` to resume from.
     """
     from tqdm import tqdm
 
@@ -89,6 +100,8 @@ def download_file(
     failures = 0
     with tqdm(unit="B", unit_scale=True, desc=dest.name, disable=not show_progress, leave=False) as bar:
         while True:
+            if stop is not None and stop.is_set():
+                raise DownloadStopped(f"the download of {dest.name} was stopped")
             have = part.stat().st_size if part.exists() else 0
             if total is not None and have == total and have:
                 break
@@ -114,6 +127,11 @@ def download_file(
                         while chunk := response.read(_CHUNK):
                             out.write(chunk)
                             bar.update(len(chunk))
+                            have += len(chunk)
+                            if progress is not None:
+                                progress(have, total)
+                            if stop is not None and stop.is_set():
+                                raise DownloadStopped(f"the download of {dest.name} was stopped at {have:,} bytes")
             except urllib.error.HTTPError as exc:
                 if exc.code == 416 and have:  # nothing after our partial file: complete if the sizes agree
                     found = re.fullmatch(r"bytes \*/(\d+)", (exc.headers.get("Content-Range") or "").strip())

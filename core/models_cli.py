@@ -8,16 +8,12 @@ deletes a package from the library, never the one that is active or still servin
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 from pathlib import Path
 
-from core.errors import ModelPackageError
 from core.kept_checkpoints import CHECKPOINT_DIR
 from core.library import Library
-from core.model_card import IMAGE_KEY_PREFIX, read_card
-from core.model_store import image_keys
+from core.model_card import read_card
 from core.pathtext import display
 
 
@@ -117,30 +113,7 @@ def cmd_download(args: argparse.Namespace, library: Library) -> dict[str, object
 
 def cmd_remove(args: argparse.Namespace, library: Library) -> dict[str, object]:
     """Delete package ``args.model_id`` from the library; refuse the active and the serving model."""
-    model = library.store.find(args.model_id)
-    if model.location != "library":
-        raise ModelPackageError(
-            f"'{model.id}' is a {model.location} package ({display(str(model.dir))}), not the library's"
-        )
-    for role, in_use in (
-        ("the active model", library.active_id()),
-        ("serving search", library.serving_model_id()),
-    ):
-        if model.id == in_use:
-            raise ModelPackageError(f"'{model.id}' is {role}; choose another with `models use ID` (and re-index) first")
-    # Renamed first: a package half deleted by a crash is no longer listed, and its id can be installed again.
-    doomed = model.dir.with_name(f".{model.id}.removing-{os.getpid()}")
-    os.replace(model.dir, doomed)
-    shutil.rmtree(doomed)
-    with library.open_index() as index:
-        index.vectors.drop(model.id)  # a store still kept under its id (schema 3) goes with it
-        in_use = set(image_keys(library.store.list()).values())
-        for key in index.vectors.keys():
-            # Its photo embeddings go, unless a model sharing its image side stays, and so does any store no
-            # installed model reads (left by a package replaced under its id with another image side).
-            if key.startswith(IMAGE_KEY_PREFIX) and key not in in_use:
-                index.vectors.drop(key)
-    library.refresh_models()
+    model = library.remove_model(args.model_id)
     return {"removed": model.id, "path": display(str(model.dir))}
 
 

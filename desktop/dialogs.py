@@ -42,6 +42,7 @@ SHORTCUTS = (
     ("Enter / Space", "Filter by the selected tag; again to stop (tags list)"),
     ("F5 / Shift+F5", "Rescan the library / the selected folder"),
     ("Del", "Remove the selected folder from the library (folders list)"),
+    ("Ctrl+Shift+M", "Models: get MobileCLIP, import, install, switch and remove models"),
     ("F9", "Show or hide the sidebar"),
     ("Ctrl+E", "Files that could not be indexed, and why"),
     ("Ctrl++ / Ctrl+- / Ctrl+0", "Bigger / smaller / default thumbnails"),

@@ -14,6 +14,7 @@ from desktop.dialogs import ask_for_folder, ask_for_photos, confirm_remove_folde
 from desktop.empty_state import EmptyState
 from desktop.file_actions import local_path, open_or_explain, reveal_or_explain
 from desktop.grid_rows import LibraryRows
+from desktop.models_window import ModelsWindow, show_models_window
 from desktop.no_model import cannot_build_text
 from desktop.photo_grid import DEFAULT_THUMB, PhotoGridModel, PhotoGridView
 from desktop.photo_view import PhotoView
@@ -114,6 +115,7 @@ class MainWindow(QMainWindow):
         self.toolbar.query_requested.connect(self._query_requested)
         self.toolbar.sort_chosen.connect(self.set_sort)
         self.toolbar.model_chosen.connect(self.controller.switch_model)
+        self.toolbar.models_requested.connect(lambda: show_models_window(self))
         self.toolbar.down_pressed.connect(self._focus_grid)
         self.addToolBar(self.toolbar)
 
@@ -147,6 +149,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()
         self.photo_view.close()
+        for models in self.findChildren(ModelsWindow):  # a download stops and keeps its partial file
+            models.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)
 

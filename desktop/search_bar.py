@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QSizePolicy, QToolBar, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QSizePolicy, QToolBar, QToolButton, QWidget
 
 from desktop.shortcuts import widget_shortcut
 
@@ -16,11 +16,12 @@ SORT_CHOICES = (("Best match", "relevance"), ("Newest first", "date"))
 
 class SearchToolbar(QToolBar):
     """Emits `query_requested` 250 ms after typing stops or at once on Enter; `sort_chosen` and `model_chosen`
-    on a user's pick."""
+    on a user's pick; `models_requested` from the button that opens the Models window."""
 
     query_requested = Signal(str)
     sort_chosen = Signal(str)
     model_chosen = Signal(str)
+    models_requested = Signal()
     down_pressed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -59,6 +60,12 @@ class SearchToolbar(QToolBar):
         self.model_combo.activated.connect(self._model_activated)
         self.addWidget(QLabel(" Model "))
         self.addWidget(self.model_combo)
+        self.models_button = QToolButton()
+        self.models_button.setObjectName("modelsButton")
+        self.models_button.setText("Models…")
+        self.models_button.setToolTip("Get MobileCLIP, import or install models, compare and remove them")
+        self.models_button.clicked.connect(self.models_requested.emit)
+        self.addWidget(self.models_button)
 
     @property
     def pending(self) -> bool:

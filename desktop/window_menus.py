@@ -9,6 +9,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu
 
 from desktop.dialogs import show_shortcuts_dialog
+from desktop.models_window import show_models_window
 
 if TYPE_CHECKING:
     from desktop.main_window import MainWindow
@@ -37,6 +38,8 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     add(file_menu, "rescan", "&Rescan Library", lambda: controller.rescan(), QKeySequence.Refresh)
     add(file_menu, "rescan_folder", "Rescan &Selected Folder", window.rescan_selected_folder, "Shift+F5")
     add(file_menu, "remove_folder", "Re&move Selected Folder…", window.remove_selected_folder, "Ctrl+Shift+Del")
+    file_menu.addSeparator()
+    add(file_menu, "models", "Mo&dels…", lambda: show_models_window(window), "Ctrl+Shift+M")
     file_menu.addSeparator()
     add(file_menu, "quit", "&Quit", window.close, QKeySequence.Quit)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.errors import ModelPackageError
 from core.library import Library
 from core.query import ParsedQuery, parse_query
 from core.search import SearchRequest
@@ -273,3 +274,21 @@ def test_search_engine_is_kept_until_the_embeddings_change(library: Path, tmp_pa
     lib.index([extra])
     again = lib.search_engine()
     assert again is not first and "motorcycle" in _names(lib.search(SearchRequest("a motorcycle")).hits)
+
+
+def test_embedding_counts_first_photos_and_removing_a_model(
+    indexed, tiny_package_dir: Path, starter_package_dir: Path
+) -> None:
+    lib, _ = indexed
+    shutil.copytree(tiny_package_dir, lib.store.install_dir / "tiny")
+    lib.refresh_models()
+    assert lib.embedding_counts() == (len(NAMES), {"starter": len(NAMES)})
+    assert lib.photos_after(0, limit=2) == lib.photos_after(0)[:2] and len(lib.photos_after(0)) == len(NAMES)
+    with pytest.raises(ModelPackageError, match="'starter' is the active model"):
+        lib.remove_model("starter")
+    lib.use("tiny")
+    lib.index()
+    assert lib.embedding_counts() == (len(NAMES), {"starter": len(NAMES), "tiny": len(NAMES)})
+    assert lib.remove_model("starter").id == "starter"  # linked into this library: the link goes, not the package
+    assert lib.embedding_counts() == (len(NAMES), {"tiny": len(NAMES)}) and lib.installed_model_ids() == {"tiny"}
+    assert (starter_package_dir / "model_card.json").is_file()

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.encoders import ModelPackage
-from core.model_download import OFFICIAL_URLS, DownloadError, download_file
+from core.model_download import OFFICIAL_URLS, DownloadError, DownloadStopped, download_file
 from tests.support.core_process import run_without_torch
 from tests.support.golden_checkpoints import golden_arrays, save_safetensors
 from tests.support.http_files import FileServer
@@ -59,6 +60,28 @@ def test_resumes_a_partial_file_from_an_earlier_run(served, tmp_path: Path) -> N
     download_file(server.url(NAME), dest, retry_wait=0)
     assert sha256(dest) == sha256(checkpoint)
     assert server.requests[start:] == [(f"/{NAME}", "bytes=1000000-")]
+
+
+def test_a_stopped_download_keeps_its_part_and_resumes_from_it(served, tmp_path: Path) -> None:
+    server, checkpoint = served
+    dest, stop, seen = tmp_path / NAME, threading.Event(), []
+
+    def progress(have: int, total: int | None) -> None:
+        seen.append((have, total))
+        if have >= 3_000_000:
+            stop.set()  # what an app's Pause button does
+
+    with pytest.raises(DownloadStopped):
+        download_file(server.url(NAME), dest, progress=progress, stop=stop)
+    part = dest.with_name(dest.name + ".part")
+    kept = part.stat().st_size
+    assert not dest.exists() and 3_000_000 <= kept < checkpoint.stat().st_size
+    size = checkpoint.stat().st_size
+    assert [h for h, _ in seen] == sorted(h for h, _ in seen) and {t for _, t in seen} == {size}
+    seen.clear()
+    download_file(server.url(NAME), dest, progress=lambda have, total: seen.append((have, total)))
+    assert sha256(dest) == sha256(checkpoint) and not part.exists()
+    assert server.requests[-1] == (f"/{NAME}", f"bytes={kept}-") and seen[-1] == (size, size)
 
 
 def test_size_mismatch_is_refused(served, tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QTreeWidget
+from PySide6.QtWidgets import QApplication, QMessageBox, QTreeWidget
 
 from core import cli
 from desktop.main_window import MainWindow
@@ -70,3 +70,17 @@ def cli_search(capsys, library: Path, query: str) -> list[str]:
     capsys.readouterr()
     assert cli.main(["search", query, "--library", str(library), "--json"]) == 0
     return [hit["path"] for hit in json.loads(capsys.readouterr().out)]
+
+
+def answer_next_message_box(qtbot, button_text: str) -> None:
+    """Click `button_text` in the next modal message box (the test cannot click while exec() runs)."""
+
+    def click() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, click)
+            return
+        button = next(b for b in box.buttons() if b.text().replace("&", "") == button_text)
+        button.click()
+
+    QTimer.singleShot(0, click)

@@ -7,26 +7,21 @@ import os
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QTreeWidget
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QDialog, QTreeWidget
 
 from core.index_db import PhotoIndex
 from core.tagging import Tagger
-from tests.desktop.support import WAIT_MS, cli_search, click_row, corpus_size, drop_paths, names, wait_for_query
-
-
-def answer_next_message_box(qtbot, button_text: str) -> None:
-    """Click `button_text` in the next modal message box (the test cannot click while exec() runs)."""
-
-    def click() -> None:
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, click)
-            return
-        button = next(b for b in box.buttons() if b.text().replace("&", "") == button_text)
-        button.click()
-
-    QTimer.singleShot(0, click)
+from tests.desktop.support import (
+    WAIT_MS,
+    answer_next_message_box,
+    cli_search,
+    click_row,
+    corpus_size,
+    drop_paths,
+    names,
+    wait_for_query,
+)
 
 
 def grid_scores(window) -> list[float]:

@@ -1,12 +1,14 @@
 """A local HTTP file server for download tests (http.server on 127.0.0.1 in a thread; nothing touches the internet).
 
 It honours Range requests; ``/cut/NAME`` drops the connection half-way through the first response for NAME, and
-``/cut-always/NAME`` through every response (a download that never completes).
+``/cut-always/NAME`` through every response (a download that never completes). ``delay_s`` slows every MiB sent
+(a test can pause or cancel a download while it runs).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,6 +20,7 @@ class FileServer:
         self.root = root
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.cut_done: set[str] = set()
+        self.delay_s = 0.0  # seconds of wait before each MiB sent
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +59,7 @@ class FileServer:
                     left = stop - start
                     try:
                         while left > 0:
+                            time.sleep(server.delay_s)
                             chunk = handle.read(min(left, 1 << 20))
                             self.wfile.write(chunk)
                             left -= len(chunk)
