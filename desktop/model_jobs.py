@@ -7,7 +7,6 @@ torch-free import; installing a package made elsewhere; removing one. Everything
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 import time
@@ -156,6 +155,15 @@ def partial_bytes(lib: Library, offer: Offer) -> int:
     return part.stat().st_size if part.is_file() else 0
 
 
+def https_available() -> bool:
+    """Whether Python's TLS loads: the packaged app takes OpenSSL 3 from the system, which some systems lack."""
+    try:
+        import ssl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def download(
     lib: Library, offer: Offer, progress: Callable[[int, int | None], None], stop: threading.Event
 ) -> Fetched | Stopped:
@@ -165,7 +173,7 @@ def download(
     dest = checkpoint_path(lib, offer)
     if dest.is_file():
         return Fetched(offer, dest, reused=True)
-    if offer.url.lower().startswith("https:") and importlib.util.find_spec("ssl") is None:
+    if offer.url.lower().startswith("https:") and not https_available():
         raise PhotoSeekError(
             f"this build of PhotoSeek cannot download over HTTPS. Download {offer.url} in a web browser, then "
             "choose “Import a checkpoint file…”"

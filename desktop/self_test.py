@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from desktop.model_jobs import https_available
 from desktop.self_test_checks import (
     SelfTestError,
     check_photo_view_and_tags,
@@ -140,7 +141,8 @@ def _run(library: Path | None, work: Path) -> str:
     return (
         f"model={snapshot.active_model} photos={count} query={QUERY!r} top={Path(top).name} score={score:.3f} "
         f"matches={matches} thumbnails={thumbnails} auto_tags={','.join(tags[:3])} tag_edit=ok {real} "
-        f"platform={app.platformName()} seconds={time.perf_counter() - started:.1f}"
+        f"https={'yes' if https_available() else 'no'} platform={app.platformName()} "
+        f"seconds={time.perf_counter() - started:.1f}"
     )
 
 

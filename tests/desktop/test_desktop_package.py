@@ -48,6 +48,10 @@ def test_pyinstaller_package_builds_and_passes_its_self_test(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SELF-TEST OK model=starter" in done.stdout and "top=chelsea" in done.stdout
     assert "thumbnails=3" in done.stdout and "tag_edit=ok" in done.stdout and "library=none-yet" in done.stdout
+    # TLS for the Models window's downloads loads the system's OpenSSL 3, which the bundle leaves out.
+    assert "https=yes" in done.stdout and not [
+        p for p in internal.iterdir() if p.name.startswith(("libssl.", "libcrypto."))
+    ]
 
     photos = tmp_path / "phone"
     photos.mkdir()
