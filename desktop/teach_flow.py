@@ -57,7 +57,8 @@ class TeachFlow(QObject):
             self._say("PhotoSeek is already learning; wait for it to finish or cancel it first.")
             return
         if snapshot is None or snapshot.active_model is None:
-            self._say("Teaching starts from the active model, and none is installed yet.", error=True)
+            self._say("Teaching starts from the active model: wait for the library to open, or install a model "
+                      "first.", error=True)  # fmt: skip
             return
         self.dialog = TeachDialog(self.album, [Path(p) for p in photos or []], self.window)
         self.dialog.accepted.connect(self._dialog_accepted)
