@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from core.model_store import ModelStore
 from desktop.teach_album import TeachAlbum, concept_label
 from desktop.teach_dialog import TeachDialog
-from desktop.teach_job import TeachJob, TeachOutcome, next_model_id
+from desktop.teach_job import EXTRA_ARGS_ENV, TeachJob, TeachOutcome, next_model_id
 from desktop.teach_report import TeachProgressDialog, TeachReportDialog
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class TeachFlow(QObject):
         self.window = window
         self.controller = window.controller
         self.album = TeachAlbum(self.controller.library)
-        self.extra_args = extra_args  # more `finetune` options (None: the environment's, see teach_job)
+        self.extra_args = extra_args  # `finetune` options (None: the environment's, else the app's; see teach_job)
         self.dialog: TeachDialog | None = None
         self.progress_dialog: TeachProgressDialog | None = None
         self.report_dialog: TeachReportDialog | None = None
@@ -87,8 +87,12 @@ class TeachFlow(QObject):
         """Fine-tune the active model on the whole album in a child process."""
         library = self.controller.library
         base = ModelStore(library).active_id()  # now, not the last snapshot: a switch may have just finished
-        self.job = TeachJob(library, self.album.root, base, next_model_id(library, self.album.name),
-                            self.extra_args, parent=self)  # fmt: skip
+        try:
+            self.job = TeachJob(library, self.album.root, base, next_model_id(library, self.album.name),
+                                self.extra_args, parent=self)  # fmt: skip
+        except ValueError as exc:  # PHOTOSEEK_TEACH_ARGS that are not shell words
+            self._say(f"{EXTRA_ARGS_ENV} cannot be read: {exc}", error=True)
+            return
         counts = self.album.concepts()
         self.progress_dialog = TeachProgressDialog(len(counts), sum(counts.values()), self.window)
         self.progress_dialog.cancel_requested.connect(self.job.cancel)

@@ -22,7 +22,11 @@ from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 from core.model_store import ModelStore
 from desktop.workers import BACKGROUND_NICENESS
 
-EXTRA_ARGS_ENV = "PHOTOSEEK_TEACH_ARGS"  # more `finetune` options, e.g. "--steps 100" (shell words)
+EXTRA_ARGS_ENV = "PHOTOSEEK_TEACH_ARGS"  # `finetune` options instead of APP_OPTIONS, e.g. "--steps 100" (shell words)
+# Text side only: on the 60-photo bench album it learnt as much as a full fine-tune (held-out accuracy 0.33 -> 1.00,
+# mAP 0.85 vs 0.83), kept more of the everyday concepts (top-5 overlap 0.88 vs 0.72) in the same time, and
+# activating it re-reads no photo (bench/teach_from_app.py).
+APP_OPTIONS = ("--text-only",)
 KILL_AFTER_MS = 5_000  # after a terminate, how long the child may take to unwind
 STDERR_TAIL = 40
 PHASE_TEXT = {
@@ -102,8 +106,10 @@ class TeachJob(QObject):
         super().__init__(parent)
         self.library, self.album_dir = Path(library), Path(album_dir)
         self.base_id, self.model_id = base_id, model_id
-        env_args = shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))
-        self.extra_args = list(extra_args) if extra_args is not None else env_args
+        if extra_args is None:
+            chosen = os.environ.get(EXTRA_ARGS_ENV)
+            extra_args = shlex.split(chosen) if chosen is not None else list(APP_OPTIONS)
+        self.extra_args = list(extra_args)
         self.process = QProcess(self)
         self.process.setProcessChannelMode(QProcess.SeparateChannels)
         self.process.readyReadStandardOutput.connect(self._read_stdout)
@@ -213,9 +219,9 @@ class TeachJob(QObject):
         self.finished.emit(outcome)
 
     def _last_error(self) -> str | None:
-        for line in reversed(self._stderr_tail):
-            if line.startswith("error:"):
-                return line.removeprefix("error:").strip()
+        for line in reversed(self._stderr_tail):  # the trainer's "error: ..." or argparse's "prog: error: ..."
+            if "error:" in line:
+                return line.split("error:", 1)[1].strip()
         return None
 
     def _remove_leftovers(self) -> None:

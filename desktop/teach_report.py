@@ -126,9 +126,14 @@ class TeachReportDialog(QDialog):
         self.forgetting = QLabel(text)
         self.forgetting.setObjectName("teachForgetting")
         self.forgetting.setWordWrap(True)
-        note = QLabel(
-            f"The new model “{display(self.model_id)}” is installed beside the current one. Activate re-reads your "
-            "photos with it in the background; you can go back to the current model at any time."
+        self.note = note = QLabel(
+            f"The new model “{display(self.model_id)}” is installed beside the current one. "
+            + (
+                "Only its text side changed, so activating it re-reads none of your photos"
+                if report.get("text_only")
+                else "Activate re-reads your photos with it in the background"
+            )
+            + "; you can go back to the current model at any time."
             + ("\nIt forgets more than the limit allows: activating it is not advised." if self.forgets else "")
         )
         note.setWordWrap(True)

@@ -21,7 +21,7 @@ from tests.photo_corpus import materialize
 pytest.importorskip("torch")  # the trainer runs as a child process of the app
 
 TRAIN_MS = 600_000  # a fine-tune on a loaded 2-core machine; a hang still fails
-SMALL = "--steps 2 --batch-size 4 --augmentations 2 --val-fraction 0.5"
+SMALL = "--text-only --steps 2 --batch-size 4 --augmentations 2 --val-fraction 0.5"  # the app's option, small
 
 
 def select_photos(window: MainWindow, names: list[str]) -> None:
@@ -96,7 +96,7 @@ def test_teaching_two_concepts_then_a_third_activates_and_keeps_the_lineage(
     shown = window.teach.report_dialog
     assert shown.isVisible() and shown.concepts.topLevelItemCount() == 2
     assert shown.concepts.topLevelItem(0).font(0).bold()  # the concept just taught stands out
-    assert "top-5 concepts" in shown.forgetting.text()
+    assert "top-5 concepts" in shown.forgetting.text() and "re-reads none of your photos" in shown.note.text()
     assert store.active_id() == "starter"
 
     with qtbot.waitSignal(window.controller.index_finished, timeout=WAIT_MS) as switched:
@@ -168,3 +168,22 @@ def test_without_the_trainer_the_action_says_what_to_install(
     message = window.message_bar.text.text()
     assert window.message_bar.isVisibleTo(window) and "needs PhotoSeek's model trainer" in message
     assert 'pip install -e ".[train]"' in message
+
+
+def test_a_trainer_error_is_shown_in_its_words(
+    qtbot, make_window, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(EXTRA_ARGS_ENV, "--val-fraction 1.5")  # a setting the trainer refuses
+    album = TeachAlbum(library)
+    photos = materialize(tmp_path / "photos", ["coffee", "book_page", "moon_surface", "retina_fundus"], max_side=128)
+    album.add("cups", [photos["coffee"], photos["book_page"]])
+    album.add("space", [photos["moon_surface"], photos["retina_fundus"]])
+    window = make_window(library)
+    window.menu_actions["teach"].trigger()
+    with qtbot.waitSignal(window.teach.finished, timeout=TRAIN_MS) as done:
+        qtbot.mouseClick(window.teach.dialog.train_button, Qt.LeftButton)
+    assert "validation fraction" in done.args[0].error and done.args[0].report is None
+    message = window.message_bar.text.text()
+    assert message.startswith("Teaching stopped:") and "validation fraction" in message
+    assert window.teach.report_dialog is None and not window.teach.running
+    assert [m.id for m in ModelStore(library).list()] == ["starter"]

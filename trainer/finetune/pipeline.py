@@ -143,6 +143,7 @@ class FinetuneReport:
             "steps": self.steps, "before": self.before, "after": self.after, "generic": self.generic,
             "seconds": self.seconds, "activated": self.activated, "activation_refused": self.activation_refused,
             "forgetting": forgetting, "early_stop": self.early_stop, "timings": self.timings,
+            "text_only": self.text_only,
         }  # fmt: skip
 
     def summary(self) -> str:
