@@ -6,9 +6,10 @@ stall meanwhile (the goals: <= 3 min on 2 cores, never more than 100 ms).
 The album: real corpus photos (tests/photo_corpus.py) under made-up words, each photo cropped and mirrored into
 distinct files so every concept has ``--per-concept`` photos. A fresh library with the cached starter as its
 active model; the concepts go in as the Teach dialog puts them (``TeachAlbum.add``), then the real main window's
-Photo > Teach a Concept… > Train runs the trainer as a child process with the app's default settings (or
-``--args``, the PHOTOSEEK_TEACH_ARGS a user can set). Prints the wall time, the trainer's own phase times, the
-held-out accuracy before/after and the longest gap between the ticks of a 10 ms timer on the GUI thread.
+Photo > Teach a Concept… > Train runs the trainer as a child process with the app's options (or ``--args``, the
+PHOTOSEEK_TEACH_ARGS a user can set; ``--args ""`` for a full fine-tune). Prints the wall time, the trainer's own
+phase times, the held-out accuracy before/after and the longest gap between the ticks of a 10 ms timer on the GUI
+thread.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from bench.train_efficiency import starter_package  # noqa: E402
 from desktop.app import create_main_window  # noqa: E402
 from desktop.teach_album import TeachAlbum  # noqa: E402
-from desktop.teach_job import EXTRA_ARGS_ENV  # noqa: E402
+from desktop.teach_job import APP_OPTIONS, EXTRA_ARGS_ENV  # noqa: E402
 from tests.desktop.support import Heartbeat  # noqa: E402
 from tests.photo_corpus import load_photo  # noqa: E402
 
@@ -75,12 +76,16 @@ def cpu_line() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-concept", type=int, default=15, help="photos per concept (15: 60 in all)")
-    parser.add_argument("--args", default="", help="more finetune options, as PHOTOSEEK_TEACH_ARGS")
+    parser.add_argument(
+        "--args", help="finetune options instead of the app's (--text-only), as PHOTOSEEK_TEACH_ARGS; '' for none"
+    )
     parser.add_argument("--cores", type=int, default=2, help="CPU cores the app and the trainer may use")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])  # the child inherits it
-    os.environ[EXTRA_ARGS_ENV] = args.args
+    if args.args is not None:
+        os.environ[EXTRA_ARGS_ENV] = args.args
+    options = " ".join(APP_OPTIONS) + " (the app's)" if args.args is None else args.args or "none (finetune's defaults)"
     app = QApplication.instance() or QApplication(sys.argv)
     with tempfile.TemporaryDirectory(prefix="teach-from-app-") as tmp:
         library = Path(tmp) / "library"
@@ -118,15 +123,15 @@ def main() -> int:
         print(f"failed: {outcome.error}\n" + "\n".join(outcome.log))
         return 1
     report = outcome.report
-    counts = album.concepts() if album.root.exists() else {}
     print(f"CPU: {cpu_line()}")
     print(f"album: {len(CONCEPTS)} concepts x {args.per_concept} photos ({report['train_count']} train / "
-          f"{report['val_count']} held out){' ' + str(counts) if counts else ''}; trainer options: {args.args or 'defaults'}")  # fmt: skip
+          f"{report['val_count']} held out); finetune options: {options}")  # fmt: skip
     print(f"teach from the app, Train -> report: {wall:.1f} s ({wall / 60:.2f} min; goal <= 3 min); "
           f"the trainer's own run: {report['seconds']:.1f} s, {report['steps']} steps")  # fmt: skip
     gaps = sorted(np.diff(steps[1:])) if len(steps) > 2 else [float("nan")]
-    print(f"  training step: median {1000 * np.median(gaps):.0f} ms, fastest tenth {1000 * np.percentile(gaps, 10):.0f} "
-          f"ms, slowest tenth {1000 * np.percentile(gaps, 90):.0f} ms; load average {load_before:.1f} before, "
+    tenth, ninth = (1000 * np.percentile(gaps, q) for q in (10, 90))
+    print(f"  training step: median {1000 * np.median(gaps):.0f} ms, fastest tenth {tenth:.0f} "
+          f"ms, slowest tenth {ninth:.0f} ms; load average {load_before:.1f} before, "
           f"{load_after:.1f} after (other jobs share the machine)")  # fmt: skip
     print("  phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["timings"].items()))
     print(f"  held-out accuracy {report['before']['accuracy']:.3f} -> {report['after']['accuracy']:.3f}, "
