@@ -143,7 +143,9 @@ def test_cancel_stops_the_trainer_and_installs_nothing(
     assert album.concepts() == {"cups": 2, "space": 2}  # the album stays for the next try
 
 
-def test_too_few_examples_say_how_many_more_are_needed(qtbot, make_window, indexed_library: Path) -> None:
+def test_too_few_examples_say_how_many_more_are_needed(
+    qtbot, make_window, indexed_library: Path, tmp_path: Path
+) -> None:
     window = make_window(indexed_library)
     wait_for_query(qtbot, window, "")
     select_photos(window, ["chelsea_cat"])
@@ -154,6 +156,12 @@ def test_too_few_examples_say_how_many_more_are_needed(qtbot, make_window, index
     status = dialog.status.text()
     assert "1 more photo of “Miso”" in status and "1 more concept" in status
     assert dialog.add_button.isEnabled() and not dialog.train_button.isEnabled()
+    folder = tmp_path / "more"
+    materialize(folder / "sub", ["coffee"], max_side=128)  # a folder's photos, sub-folders included
+    dialog.add_folder(folder)
+    assert len(dialog.photos) == 2 and "more photo" not in dialog.status.text()
+    assert "1 more concept" in dialog.status.text() and not dialog.train_button.isEnabled()
+    assert dialog.album_list.topLevelItem(0).text(1) == "2"
     dialog.concept_edit.setCurrentText("a/b")
     assert "cannot contain" in dialog.status.text() and not dialog.add_button.isEnabled()
 
