@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal
 
 from core.model_store import ModelStore
+from core.pathtext import display
 from desktop.teach_album import TeachAlbum, concept_label
 from desktop.teach_dialog import TeachDialog
 from desktop.teach_job import EXTRA_ARGS_ENV, TeachJob, TeachOutcome, next_model_id
@@ -69,14 +70,17 @@ class TeachFlow(QObject):
         if dialog is None:
             return
         self._taught = concept_label(self.album.folder_for(dialog.concept())) if dialog.concept() else ""
+        failed = ""
         if dialog.photos:
             result = self.album.add(dialog.concept(), dialog.photos)
             if result.failed:
                 path, reason = result.failed[0]
-                self._say(f"{len(result.failed)} photo(s) could not be added (first: {path}: {reason}).", error=True)
+                failed = f" {len(result.failed)} photo(s) could not be added (first: {display(str(path))}: {reason})."
         if not dialog.train_requested:
-            self._say(f"Added to “{self._taught}”. Teach more concepts, then choose Train.", error=False)
+            self._say(f"Added to “{self._taught}”.{failed} Teach more concepts, then choose Train.", error=bool(failed))
             return
+        if failed:
+            self._say(failed.strip(), error=True)
         shortfall = self.album.shortfall()
         if not shortfall.ready:  # a photo could not be added after all
             self._say(f"Not enough examples to train yet. {shortfall.message()}", error=True)
@@ -100,10 +104,6 @@ class TeachFlow(QObject):
         self.job.finished.connect(self._job_finished)
         self.progress_dialog.show()
         self.job.start()
-
-    def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
 
     def shutdown(self) -> None:
         """The window closes: stop a running job now (nothing it made stays installed)."""

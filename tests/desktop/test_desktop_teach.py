@@ -68,7 +68,7 @@ def test_teaching_two_concepts_then_a_third_activates_and_keeps_the_lineage(
 
     teach(qtbot, window, ["handwritten_math", "book_page"], "nonna", train=False, from_grid=True)
     album = TeachAlbum(indexed_library)
-    assert album.concepts() == {"nonna": 2}
+    assert album.concepts() == {"nonna": 2} and "Added to “nonna”" in window.message_bar.text.text()
     select_photos(window, ["hubble_deep_field"])
     window.menu_actions["teach"].trigger()
     dialog = window.teach.dialog
