@@ -22,6 +22,7 @@ from desktop.results_header import ResultsHeader
 from desktop.search_bar import SearchToolbar
 from desktop.sidebar import Sidebar
 from desktop.status_widgets import MessageBar, StatusArea
+from desktop.teach_flow import TeachFlow
 from desktop.window_menus import build_menus
 from desktop.window_settings import restore_window_settings, save_window_settings
 
@@ -52,6 +53,8 @@ class MainWindow(QMainWindow):
         self.grid.activated.connect(lambda index: self.open_photo(index.row()))
         self.grid.view_requested.connect(self.open_photo)
         self.grid.similar_requested.connect(self.find_similar)
+        self.teach = TeachFlow(self)
+        self.grid.teach_requested.connect(self.teach.start)
         self.header = ResultsHeader()
         self.header.weaker_requested.connect(controller.show_weaker)
         self.header.matches_only_requested.connect(controller.show_matches_only)
@@ -151,6 +154,7 @@ class MainWindow(QMainWindow):
         self.photo_view.close()
         for models in self.findChildren(ModelsWindow):  # a download stops and keeps its partial file
             models.shutdown()
+        self.teach.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)
 
@@ -283,6 +287,10 @@ class MainWindow(QMainWindow):
         row = self.grid.current_row()
         if row is not None:
             self.open_photo(row)
+
+    def teach_selected(self) -> None:
+        """Teach a concept for the photos selected in the grid (none: the dialog offers a folder)."""
+        self.teach.start(self.grid.selected_paths())
 
     def find_similar_to_current(self) -> None:
         if self.current_path():

@@ -209,11 +209,13 @@ class PhotoDelegate(QStyledItemDelegate):
 
 class PhotoGridView(QListView):
     """A wrapping icon grid tuned for very long lists: static layout, uniform cells, batched layout.
-    Its context menu asks for the photo view (`view_requested(row)`) and similar photos (`similar_requested(path)`),
-    and opens the file or its folder itself."""
+    Its context menu asks for the photo view (`view_requested(row)`), similar photos (`similar_requested(path)`)
+    and teaching a concept for the selected photos (`teach_requested(paths)`), and opens the file or its folder
+    itself."""
 
     view_requested = Signal(int)
     similar_requested = Signal(object)  # a path (object: a str signal would mangle names that are not UTF-8)
+    teach_requested = Signal(object)  # the selected photos' paths
 
     def __init__(self, model: PhotoGridModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -246,12 +248,14 @@ class PhotoGridView(QListView):
         if not index.isValid():
             return
         row = index.row()
-        self.select_row(row)
+        if not self.selectionModel().isSelected(index):  # a right-click inside the selection keeps all of it
+            self.select_row(row)
         path = self.model().path(row)
         menu = QMenu(self)
         menu.setObjectName("gridMenu")
         menu.addAction("View Photo", lambda: self.view_requested.emit(row))
         menu.addAction("Find Similar Photos", lambda: self.similar_requested.emit(path))
+        menu.addAction("Teach a Concept…", lambda: self.teach_requested.emit(self.selected_paths()))
         menu.addSeparator()
         menu.addAction("Open in Default App", lambda: open_or_explain(self, path))
         menu.addAction("Show in File Manager", lambda: reveal_or_explain(self, path))
@@ -280,6 +284,11 @@ class PhotoGridView(QListView):
         """The row with keyboard focus, if any."""
         index = self.currentIndex()
         return index.row() if index.isValid() else None
+
+    def selected_paths(self) -> list[str]:
+        """The selected photos' paths, in grid order."""
+        rows = sorted({index.row() for index in self.selectionModel().selectedIndexes()})
+        return [self.model().path(row) for row in rows]
 
     def select_row(self, row: int) -> None:
         """Make `row` current and selected, and scroll it into view."""

@@ -53,6 +53,8 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     add(photo_menu, "similar", "Find &Similar Photos", window.find_similar_to_current, "Ctrl+Shift+F")
     add(photo_menu, "open_file", "&Open in Default App", window.open_current_file, "Ctrl+Return")
     add(photo_menu, "show_file", "Show in File &Manager", window.show_current_in_folder, "Ctrl+Shift+R")
+    photo_menu.addSeparator()
+    add(photo_menu, "teach", "&Teach a Concept…", window.teach_selected)
 
     view_menu = bar.addMenu("&View")
     sidebar = add(view_menu, "sidebar", "&Sidebar", window.set_sidebar_visible, "F9")

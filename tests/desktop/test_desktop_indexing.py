@@ -4,48 +4,29 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QTimer
 
 from core.index_db import PhotoIndex
 from core.library import Library
 from core.model_store import ModelStore
-from tests.desktop.support import WAIT_MS, corpus_size, drop_paths, names, photo_folder, wait_for_query
-
-STALL_LIMIT_S = 0.100
+from tests.desktop.support import (
+    STALL_LIMIT_S,
+    WAIT_MS,
+    Heartbeat,
+    corpus_size,
+    drop_paths,
+    names,
+    photo_folder,
+    wait_for_query,
+)
 
 
 def _store_key(library: Path, model_id: str) -> str:
     """The key of the store holding a model's photo embeddings."""
     with PhotoIndex(library) as index:
         return index.vectors.key_for(ModelStore(library).find(model_id).card)
-
-
-class Heartbeat:
-    """A 10 ms timer on the GUI thread; the longest gap between its ticks is the longest stall."""
-
-    def __init__(self) -> None:
-        self.timer = QTimer(interval=10)
-        self.timer.timeout.connect(self._tick)
-        self.last = 0.0
-        self.longest = 0.0
-        self.ticks = 0
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        if self.ticks:
-            self.longest = max(self.longest, now - self.last)
-        self.last, self.ticks = now, self.ticks + 1
-
-    def __enter__(self) -> Heartbeat:
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.timer.stop()
 
 
 def test_gui_thread_never_stalls_while_indexing_200_photos(qtbot, make_window, library: Path, tmp_path: Path) -> None:

@@ -11,13 +11,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from core.album_rules import MIN_LABELS, MIN_PER_LABEL  # shared with the app's Teach dialog
 from core.errors import ImageDecodeError, PhotoSeekError
 from core.preprocess import load_image
 from core.scanning import PHOTO_EXTENSIONS
 from trainer.reinforce.sources import label_text
 
-MIN_LABELS = 2
-MIN_PER_LABEL = 2  # one to train on and one to check
 LOAD_SIDE = 448  # JPEGs are decoded at a reduced scale that keeps at least this many pixels on the short side
 KEEP_SIDE = 640  # and kept in memory at most this long (models take <= 256 px; 2.5:1 photos keep 256 px)
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from core.errors import PhotoSeekError
 
 
 def register(commands: Any) -> None:
@@ -54,8 +59,37 @@ def register(commands: Any) -> None:
     finetune.add_argument("--seed", type=int, help="seed of the split, augmentations and training (0)")
     finetune.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (auto: GPU if present)")
     finetune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    finetune.add_argument(
+        "--progress-json", action="store_true", help="for programs (the app): instead of the bar and the summary, "
+        "one JSON object per line on stdout: {\"event\": \"progress\", \"phase\", \"step\", \"total\", "
+        "\"elapsed_s\", \"eta_s\"} as it goes, then {\"event\": \"report\", ...} or {\"event\": \"error\", "
+        "\"message\"}; the summary goes to stderr",
+    )  # fmt: skip
     add_library_option(finetune)
     finetune.set_defaults(handler=_cmd_finetune)
+
+
+def _emit(event: dict) -> None:
+    print(json.dumps(event), flush=True)
+
+
+class JsonProgress:
+    """The pipeline's progress listener for ``--progress-json``: one line per beat, with the time spent in the
+    phase and, for phases that count (photos reinforced, training steps), the estimated seconds left in it."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.phase: str | None = None
+        self.started = 0.0
+
+    def __call__(self, phase: str, step: int, total: int) -> None:
+        now = self.clock()
+        if phase != self.phase:
+            self.phase, self.started = phase, now
+        elapsed = now - self.started
+        eta = elapsed / step * (total - step) if 0 < step <= total else None
+        _emit({"event": "progress", "phase": phase, "step": step, "total": total, "elapsed_s": round(elapsed, 3),
+               "eta_s": None if eta is None else round(eta, 3)})  # fmt: skip
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -76,14 +110,21 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         activate=args.activate,
         force=args.force,
         text_only=args.text_only,
-        progress=not args.no_progress,
+        progress=not (args.no_progress or args.progress_json),
     )
+    emitter = JsonProgress() if args.progress_json else None
     try:
-        report = finetune(Path(args.album), library_dir(args.library), options, log=log)
-    except ValueError as exc:  # a setting out of range (the library raises; the command line reports)
-        print(f"error: {exc}", file=sys.stderr)
+        report = finetune(Path(args.album), library_dir(args.library), options, log=log, progress=emitter)
+    except (ValueError, PhotoSeekError) as exc:
+        if emitter is not None:
+            _emit({"event": "error", "message": str(exc)})
+        if not isinstance(exc, ValueError):
+            raise  # trainer.cli.main reports it (exit 1)
+        print(f"error: {exc}", file=sys.stderr)  # a setting out of range (the library raises; the CLI reports)
         return 2
-    print(report.summary())
+    if emitter is not None:
+        _emit({"event": "report", **report.to_dict()})
+    print(report.summary(), file=sys.stderr if emitter else sys.stdout)
     if report.activation_refused:
         print(f"error: '{report.model_id}' was not activated: {report.forgetting.summary()}", file=sys.stderr)
         return 3

@@ -17,7 +17,7 @@ import hashlib
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,9 @@ from trainer.finetune.tuner import Evaluate, FinetuneError, Log, Tuner, keep_bas
 from trainer.train.config import TrainConfig
 from trainer.train.distributed import DistInfo, pick_device
 from trainer.train.loop import TrainResult, train
+
+PHASES = ("album", "reinforce", "evaluate", "train", "export")  # what ``finetune`` tells its progress listener
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -126,6 +129,22 @@ class FinetuneReport:
     activation_refused: bool = False
     early_stop: dict | None = None
     text_only: bool = False  # the photos' embeddings are the base's: switching re-embeds nothing
+
+    def to_dict(self) -> dict:
+        """The report as plain JSON values (what ``finetune --progress-json`` prints last)."""
+        forgetting = None
+        if self.forgetting is not None:
+            forgetting = {**dataclasses.asdict(self.forgetting), "drop": self.forgetting.drop}
+            forgetting["forgets"] = self.forgetting.forgets
+        return {
+            "model_id": self.model_id, "package_dir": str(self.package_dir), "base_id": self.base_id,
+            "album": self.album, "labels": self.labels, "train_count": self.train_count, "val_count": self.val_count,
+            "skipped": [[str(path), reason] for path, reason in self.skipped], "teachers": self.teachers,
+            "steps": self.steps, "before": self.before, "after": self.after, "generic": self.generic,
+            "seconds": self.seconds, "activated": self.activated, "activation_refused": self.activation_refused,
+            "forgetting": forgetting, "early_stop": self.early_stop, "timings": self.timings,
+            "text_only": self.text_only,
+        }  # fmt: skip
 
     def summary(self) -> str:
         """A plain-text before/after report."""
@@ -253,12 +272,22 @@ def _model_id(options: FinetuneOptions, base_id: str, album: Album, store: Model
     return model_id
 
 
-def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = None, log: Log = lambda _m: None):
+def finetune(
+    album_dir: Path,
+    library: Path,
+    options: FinetuneOptions | None = None,
+    log: Log = lambda _m: None,
+    progress: Progress | None = None,
+):
     """Fine-tune the base model on ``album_dir`` and install the result in ``library``; returns a FinetuneReport.
 
+    ``progress(phase, done, total)`` hears where the run is: ``PHASES`` in order, with counts for the photos
+    reinforced and the training steps (0, 0 for the phases without them).
     Raises AlbumError for an album that cannot be used, FinetuneError / ModelPackageError for model problems.
     """
     options = options or FinetuneOptions()
+    tell = progress or (lambda _phase, _done, _total: None)
+    tell("album", 0, 0)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     album, images = read_album(Path(album_dir))  # a bad album fails before any model loads
@@ -289,11 +318,21 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
     else:
         log(f"building the reinforced dataset in {dataset_dir}")
         pairs = [(t, teacher_scale(t)) for t in teachers]
-        build_album_dataset(train_photos, dataset_dir, pairs, vocabulary, log=log, **settings)
+        done = [0]
+
+        def photos_done(count: int) -> None:
+            done[0] += count
+            tell("reinforce", done[0], len(train_photos))
+
+        tell("reinforce", 0, len(train_photos))
+        build_album_dataset(
+            train_photos, dataset_dir, pairs, vocabulary, log=log, on_images=photos_done, **settings
+        )  # fmt: skip
     reinf = load_album_dataset(dataset_dir)
     timings["reinforce_s"] = time.perf_counter() - mark
 
     truth = [labels.index(p.label) for p in val_photos]
+    tell("evaluate", 0, 0)
     mark = time.perf_counter()
     val_images = [images[p.path] for p in val_photos]
     val_base = base.embed_images(val_images)
@@ -323,13 +362,18 @@ def finetune(album_dir: Path, library: Path, options: FinetuneOptions | None = N
     )  # fmt: skip
     mark = time.perf_counter()
     info = DistInfo(device=device)  # one process, on the GPU when there is one (device 'auto')
-    result = train(student, data, cfg, teachers=reinf.teachers, info=info, evaluate=evaluate, stop_when=stop, log=log)
+    tell("train", 0, steps)
+    result = train(
+        student, data, cfg, teachers=reinf.teachers, info=info, evaluate=evaluate, stop_when=stop, log=log,
+        on_step=lambda step: tell("train", step, steps),
+    )  # fmt: skip
     early = {"stopped": stop.stopped, "kept_step": _early_stop(stop, result, log)} if stop is not None else None
     timings["train_s"] = time.perf_counter() - mark
     student.cpu().eval()
     (work / "last.pt").unlink(missing_ok=True)  # the run is complete; the package (and its checkpoint) is the result
 
     mark = time.perf_counter()
+    tell("export", 0, 0)
     staged = staging_dir(store.install_dir, model_id)
     try:
         provenance = {

@@ -159,8 +159,10 @@ def build_album_dataset(
     synthetic: int = 3,
     seed: int = 0,
     log: Log = lambda _m: None,
+    on_images: Callable[[int], None] | None = None,
 ) -> Path:
-    """Reinforce ``photos`` into ``out_dir`` with ``teachers`` (package, logit scale); returns ``out_dir``."""
+    """Reinforce ``photos`` into ``out_dir`` with ``teachers`` (package, logit scale); returns ``out_dir``.
+    ``on_images`` hears how many more photos were reinforced."""
     reinforce_teachers = [PackageTeacher(package, logit_scale=scale) for package, scale in teachers]
     ordered = sorted(photos, key=lambda p: (p.label, p.sha256))
     # Each sample's origin is its photo's sha256: the key the student's batches and the split agree on.
@@ -175,7 +177,10 @@ def build_album_dataset(
     captioner = ConceptCaptioner(reinforce_teachers, vocabulary) if synthetic else None
     staged = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staged, ignore_errors=True)
-    reinforce(source, staged, reinforce_teachers, config, captioner=captioner, rank=0, world_size=1, log=log)
+    reinforce(
+        source, staged, reinforce_teachers, config, captioner=captioner, rank=0, world_size=1, log=log,
+        on_images=on_images,
+    )  # fmt: skip
     shutil.rmtree(out_dir, ignore_errors=True)
     staged.rename(out_dir)
     return out_dir

@@ -296,6 +296,18 @@ def finalize(out_dir: Path, run: dict[str, Any]) -> Path:
     return cards.write_card(out_dir, card)
 
 
+def _advance(bar: Any, on_images: Callable[[int], None] | None) -> Callable[[int], None]:
+    """What a unit writer calls for each photo done: the bar and the listener, either of them optional."""
+
+    def advance(count: int) -> None:
+        if bar is not None:
+            bar.update(count)
+        if on_images is not None:
+            on_images(count)
+
+    return advance
+
+
 def reinforce(
     source: Source,
     out_dir: Path,
@@ -306,10 +318,14 @@ def reinforce(
     rank: int | None = None,
     world_size: int | None = None,
     progress: bool = False,
+    on_images: Callable[[int], None] | None = None,
     log: Log | None = None,
     barrier_timeout: timedelta = timedelta(hours=24),
 ) -> RunResult:
-    """Reinforce this rank's share of ``source`` into ``out_dir``; rank 0 writes the card once all ranks are done."""
+    """Reinforce this rank's share of ``source`` into ``out_dir``; rank 0 writes the card once all ranks are done.
+
+    ``progress`` shows a tqdm bar; ``on_images`` hears how many more photos were done (another progress display).
+    """
     env_rank, env_world, _ = dist_env()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
@@ -336,7 +352,7 @@ def reinforce(
         bar = tqdm(unit="img", desc=f"reinforce rank {rank}/{world_size}", position=rank, dynamic_ncols=True)
     try:
         for unit in todo:
-            info = writer.write(source, unit, out_dir, bar.update if bar is not None else lambda n: None)
+            info = writer.write(source, unit, out_dir, _advance(bar, on_images))
             result.written.append(unit)
             result.samples += info["samples"]
             if log and (info["skipped"] or info["errors"]):

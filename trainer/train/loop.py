@@ -185,6 +185,7 @@ def train(
     evaluate: Evaluate | None = None,
     stop_after: int | None = None,
     stop_when: Callable[[dict[str, float]], bool] | None = None,
+    on_step: Callable[[int], None] | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> TrainResult:
     """Train ``student`` in place for ``cfg.steps`` optimiser steps (resuming from ``out_dir/last.pt`` if present).
@@ -192,7 +193,8 @@ def train(
     ``stop_after`` ends the call after that step with a checkpoint, as an interruption would. ``evaluate`` runs on
     rank 0 every ``cfg.eval_every`` steps and at the end; its numbers go into the metrics. Raises ValueError for
     a config the data or teachers cannot serve. ``stop_when`` (one process only) sees each evaluation's scores;
-    when it returns True the run ends at that step, an early stop (``TrainResult.step`` says where).
+    when it returns True the run ends at that step, an early stop (``TrainResult.step`` says where). ``on_step``
+    hears each finished step's number on rank 0 (a progress display other than the tqdm bar).
     """
     info = info or DistInfo()
     out = Path(out_dir or cfg.out_dir)
@@ -276,6 +278,8 @@ def train(
             metrics.write(record)
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.3f}")
+        if on_step is not None and info.is_main:
+            on_step(step)
         if evaluate is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
             if info.is_main:
                 scores = _evaluate(student, ema, evaluate)
