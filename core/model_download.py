@@ -46,7 +46,18 @@ _CHUNK = 1 << 20
 
 
 class DownloadError(PhotoSeekError):
-    """A checkpoint could not be downloaded completely and intact."""
+    """A checkpoint could not be downloaded completely and intact; `http_status` is the server's refusal, if any."""
+
+    def __init__(self, message: str, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+def with_url_hint(error: DownloadError) -> DownloadError:
+    """The error as a command line says it: a file gone from its official place can be fetched with --url."""
+    if error.http_status == 404:
+        return DownloadError(f"{error}; pass --url with its current location", error.http_status)
+    return error
 
 
 class DownloadStopped(PhotoSeekError):
@@ -140,8 +151,8 @@ def download_file(
                         break
                     part.unlink()
                     continue
-                hint = " (no such file at this URL; pass --url with its current location)" if exc.code == 404 else ""
-                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}{hint}") from None
+                hint = " (no such file at this address: it may have moved)" if exc.code == 404 else ""
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}{hint}", exc.code) from None
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 failures += 1
                 if failures > retries:

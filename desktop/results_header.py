@@ -8,6 +8,7 @@ import os
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
+from core.search import MAX_MATCHES
 from desktop.query_state import PhotoList
 
 
@@ -25,7 +26,9 @@ def describe_search(photos: PhotoList, where: str) -> str:
         if weaker:
             return f"No matches for {query} · the {_count(weaker, 'closest photo', 'closest photos')}, {order}"
         return f"No matches for {query}"
-    line = f"{_count(matches, 'match', 'matches')} for {query}, {order}"
+    # A search lists at most MAX_MATCHES matches: at the cap, more may match than are shown.
+    counted = f"The best {matches:,} matches" if matches >= MAX_MATCHES else _count(matches, "match", "matches")
+    line = f"{counted} for {query}, {order}"
     return f"{line} · then {_count(weaker, 'weaker photo', 'weaker photos')}" if weaker else line
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.kept_checkpoints import CHECKPOINT_DIR
-from core.model_download import OFFICIAL_URLS, DownloadError, download_file
+from core.model_download import OFFICIAL_URLS, DownloadError, download_file, with_url_hint
 
 __all__ = ["OFFICIAL_URLS", "DownloadError", "download_file", "download_model", "register"]
 
@@ -47,7 +47,10 @@ def download_model(
         log(f"using the checkpoint downloaded before: {dest}")
     else:
         log(f"downloading {info.display} from {source}")
-        download_file(source, dest, show_progress=show_progress)
+        try:
+            download_file(source, dest, show_progress=show_progress)
+        except DownloadError as exc:
+            raise with_url_hint(exc) from None
         log(f"saved {dest} ({dest.stat().st_size / 1e6:.1f} MB); fine-tuning the model needs it, keep it")
     store = ModelStore(Path(library))
     return import_checkpoint(

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from core.library import Library
-from core.search import SearchRequest
+from core.search import MAX_MATCHES, SearchRequest
 from desktop.main_window import MainWindow
 from desktop.photo_grid import MAX_THUMB
 from tests.desktop.support import WAIT_MS, cli_search, corpus_size, wait_for_query
@@ -104,3 +104,15 @@ def test_find_similar_lists_the_closest_photos_without_weaker_controls(
     assert window.grid_model.rowCount() == corpus_size() - 1  # every other photo, most alike first
     assert window.header.text().startswith(f"{corpus_size() - 1} photos that look like chelsea_cat")
     assert not window.header.weaker_button.isVisibleTo(window) and not window.header.fewer_button.isVisibleTo(window)
+
+
+def test_a_search_at_its_cap_says_more_may_match() -> None:
+    from desktop.query_state import PhotoList, QueryState
+    from desktop.results_header import describe_search
+
+    def line(matches: int) -> str:
+        paths = [f"/p/{i}.jpg" for i in range(matches)]
+        return describe_search(PhotoList("a dog", paths, [0.5] * matches, QueryState(text="a dog"), matches), "")
+
+    assert line(MAX_MATCHES).startswith(f"The best {MAX_MATCHES:,} matches for “a dog”")
+    assert line(MAX_MATCHES - 1).startswith(f"{MAX_MATCHES - 1:,} matches for “a dog”")
