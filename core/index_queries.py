@@ -55,7 +55,11 @@ def filter_rows(index: PhotoIndex, store_id: int, query: ParsedQuery, *, newest_
     for tag in query.tags:
         where.append("p.id IN (SELECT photo_id FROM tags WHERE tag = ? AND state != 'rejected')")
         params.append(clean_tag(tag))
-    sql = f"SELECT v.row FROM vectors v JOIN photos p ON p.id = v.photo_id WHERE {' AND '.join(where)}"
+    # With a date range and a camera, the date index (which holds the camera) answers both without a table lookup;
+    # SQLite alone would pick the camera index and look up every photo of that camera.
+    both = query.camera is not None and (query.date_from is not None or query.date_to is not None)
+    photos = "photos p INDEXED BY photos_by_date" if both else "photos p"
+    sql = f"SELECT v.row FROM vectors v JOIN {photos} ON p.id = v.photo_id WHERE {' AND '.join(where)}"
     if newest_first:
         sql += f" ORDER BY {PHOTO_DATE} DESC, p.id"
     return np.fromiter((r[0] for r in index.conn.execute(sql, params)), np.int64)

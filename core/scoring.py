@@ -12,7 +12,9 @@ import threading
 import numpy as np
 import onnxruntime as ort
 
-CHUNK_ROWS = 16_384  # 24 MiB of widened float32 per chunk at 384-d: big enough to keep both cores busy
+# Rows per run: the chunk widened to float32 (3 MiB) stays in the cores' caches between the Cast and the MatMul.
+# Measured at 1M x 384 (Xeon, 2 MiB L2 per core, quiet): 2,048 rows 84 ms, 16,384 rows 119 ms, 256 rows 179 ms.
+CHUNK_FLOAT32_BYTES = 3 << 20
 _FLOAT, _FLOAT16, _ATTRIBUTE_INT = 1, 10, 2  # onnx TensorProto.DataType and AttributeProto.AttributeType values
 
 
@@ -72,7 +74,8 @@ def score_rows(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
     queries = np.ascontiguousarray(np.atleast_2d(queries).T, dtype=np.float32)
     scores = np.empty((rows.shape[0], queries.shape[1]), np.float32)
     session = _scorer()
-    for start in range(0, rows.shape[0], CHUNK_ROWS):
-        chunk = np.ascontiguousarray(rows[start : start + CHUNK_ROWS], dtype=np.float16)
+    step = max(256, CHUNK_FLOAT32_BYTES // (4 * max(1, rows.shape[1])))
+    for start in range(0, rows.shape[0], step):
+        chunk = np.ascontiguousarray(rows[start : start + step], dtype=np.float16)
         scores[start : start + len(chunk)] = session.run(None, {"rows": chunk, "queries": queries})[0]
     return scores

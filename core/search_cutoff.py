@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from core.cutoff import BankStats
-from core.scoring import CHUNK_ROWS, score_rows
+from core.scoring import score_rows
 from core.vector_store import StoreState, VectorSnapshot
 
 SUFFIX = ".bank"
+BANK_CHUNK_ROWS = 16_384  # photos scored against the whole bank at once: 20 MB of similarities for 300 tags
 
 
 def _cache_file(folder: Path, state: StoreState, bank: np.ndarray) -> Path:
@@ -29,8 +30,8 @@ def _cache_file(folder: Path, state: StoreState, bank: np.ndarray) -> Path:
 def _stats_of(rows: np.ndarray, bank: np.ndarray) -> np.ndarray:
     """[rows, 2] float32: mean and standard deviation of each row's similarities to the bank."""
     out = np.empty((len(rows), 2), np.float32)
-    for start in range(0, len(rows), CHUNK_ROWS):
-        similarities = score_rows(rows[start : start + CHUNK_ROWS], bank)
+    for start in range(0, len(rows), BANK_CHUNK_ROWS):
+        similarities = score_rows(rows[start : start + BANK_CHUNK_ROWS], bank)
         out[start : start + len(similarities), 0] = similarities.mean(axis=1)
         out[start : start + len(similarities), 1] = np.maximum(similarities.std(axis=1), 1e-6)
     return out

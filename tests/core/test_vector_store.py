@@ -279,7 +279,9 @@ def test_schema_3_stores_are_adopted_under_their_image_key(tmp_path: Path, tiny_
     conn.close()
 
     with PhotoIndex(tmp_path) as index:
-        assert index.schema_version == len(MIGRATIONS) == 4
+        assert index.schema_version == len(MIGRATIONS) == 5
+        # Schema 5: the date index holds the camera too, so a date + camera filter never reads the table.
+        assert [r[2] for r in index.conn.execute("PRAGMA index_info(photos_by_date)")] == [None, "camera"]
         assert index.vectors.counts() == {"tiny": 3, "words": 2}  # nothing adopted until a model is used
 
         # A kill mid-adoption (here: the re-keying refused) leaves the schema-3 store as it was.
