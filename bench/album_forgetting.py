@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import cpu_name  # noqa: E402
 from bench.train_efficiency import GROUPS, starter_package  # noqa: E402
 from core.model_store import ModelStore  # noqa: E402
 from tests.photo_corpus import all_photos, available_photos, materialize  # noqa: E402
@@ -109,16 +108,6 @@ def run_variant(name: str, album: Path, bank_dir: Path, cache: Path, args: argpa
         }
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    return f"{model}, {torch.get_num_threads()} torch threads, avx512_vnni: {'yes' if 'avx512_vnni' in flags else 'no'}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, help="optimiser steps (default: the starter's, 300)")
@@ -137,7 +126,7 @@ def main() -> None:
         cache = Path(tmp) / "cache"
         cache.mkdir()
         results = {
-            "cpu": cpu_name(),
+            "cpu": f"{cpu_name()}, {torch.get_num_threads()} torch threads",
             "bank_photos": len(bank.images),
             "album": str(album.name),
             "lr": args.lr,

@@ -12,7 +12,6 @@ one. Prints the CPU it ran on.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -21,21 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import cpu_name  # noqa: E402
 from core.search import SearchRequest  # noqa: E402
 from desktop.controller import WEAKER_PAGE  # noqa: E402
 from desktop.library_service import LibraryService  # noqa: E402
 
 QUERIES = ("a dog on a beach", "sunset over the sea", "people at a birthday party", "a dog -leash")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def median_ms(search: Callable[[], object], repeat: int) -> float:

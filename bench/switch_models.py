@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import random
 import resource
 import shutil
@@ -34,6 +33,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import cpu_name  # noqa: E402
 from core.library import Library  # noqa: E402
 from core.model_card import SharedImageSpec, image_key, read_card  # noqa: E402
 from core.model_store import ModelStore  # noqa: E402
@@ -42,17 +42,6 @@ from core.paths import library_dir  # noqa: E402
 from tests.photo_corpus import available_photos, load_photo  # noqa: E402
 
 LONG_SIDE = 640
-
-
-def cpu_name() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
-    models = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model\t")]
-    vnni = "yes" if "avx512_vnni" in info else "no"
-    return f"{names[0] if names else '?'}, model {models[0] if models else '?'}, {os.cpu_count()} cores, avx512_vnni: {vnni}"
 
 
 def make_photos(folder: Path, count: int) -> int:
