@@ -120,17 +120,22 @@ class VectorStores:
     def keys(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT store_key FROM vector_stores ORDER BY id")]
 
+    def _state_of_width(self, key: str, dim: int | None) -> StoreState | None:
+        """The store under `key`, if there is one and its rows are `dim` wide (any width when None)."""
+        state = self.state(key)
+        return None if state is None or (dim is not None and state.dim != dim) else state
+
     def embedded_ids(self, key: str, dim: int | None = None) -> set[int]:
         """Ids of the photos with a committed embedding in this store (none when its rows are not `dim` wide)."""
-        state = self.state(key)
-        if state is None or (dim is not None and state.dim != dim):
+        state = self._state_of_width(key, dim)
+        if state is None:
             return set()
         return {r[0] for r in self.conn.execute("SELECT photo_id FROM vectors WHERE store_id = ?", (state.store_id,))}
 
     def count(self, key: str, dim: int | None = None) -> int:
         """How many photos have a committed embedding in this store (0 when its rows are not `dim` wide)."""
-        state = self.state(key)
-        if state is None or (dim is not None and state.dim != dim):
+        state = self._state_of_width(key, dim)
+        if state is None:
             return 0
         return self.conn.execute("SELECT COUNT(*) FROM vectors WHERE store_id = ?", (state.store_id,)).fetchone()[0]
 
@@ -138,8 +143,8 @@ class VectorStores:
         """Which of these photos have a committed embedding in this store (with rows `dim` wide, when given)."""
         if len(photo_ids) > 50_000:  # most of the library: one scan beats many lookups
             return self.embedded_ids(key, dim) & set(photo_ids)
-        state = self.state(key)
-        if state is None or (dim is not None and state.dim != dim):
+        state = self._state_of_width(key, dim)
+        if state is None:
             return set()
         found: set[int] = set()
         for start in range(0, len(photo_ids), 500):

@@ -3,9 +3,9 @@
 Plain Python, no Qt, safe to call from worker threads (core's `Library` opens a database connection per
 call). Search, browsing, folders, tags, indexing, watching and the "serving model" rules of a model switch are
 core's (`core.library.Library`, the one door the CLI uses too); this module adds what a GUI needs on top:
-encoder threads capped so the GUI keeps a core, one photo per RAW+JPEG shot when browsing, the model picker's
-view of the packages, thumbnails and previews. Results are plain dataclasses, never objects holding database
-handles.
+encoder threads capped so the GUI keeps a core, one photo per RAW+JPEG shot among photos added while browsing,
+the model picker's view of the packages, thumbnails and previews. Results are plain dataclasses, never objects
+holding database handles.
 """
 
 from __future__ import annotations

@@ -136,3 +136,10 @@ def test_cli_download_with_a_wrong_hash_installs_nothing(served, tmp_path: Path)
     done = run_without_torch(*args, library=library)
     assert done.returncode == 1 and "sha256" in done.stderr
     assert not (library / "models").exists() and not (library / "checkpoints" / "mobileclip_s0.pt").exists()
+
+
+def test_cli_download_of_a_missing_file_says_how_to_point_elsewhere(served, tmp_path: Path) -> None:
+    server, _checkpoint = served
+    done = run_without_torch("models", "download", "mobileclip-s0", "--url", server.url("gone.pt"), library=tmp_path)
+    assert done.returncode == 1 and "HTTP 404" in done.stderr and "pass --url" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "models").exists()
