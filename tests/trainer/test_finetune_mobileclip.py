@@ -32,7 +32,7 @@ from tests.trainer.test_finetune_forgetting import write_bank
 from trainer.checkpoints import load_checkpoint
 from trainer.cli import main
 from trainer.finetune.album import read_album, split_album
-from trainer.finetune.mobileclip import MobileCLIPAlbumStudent
+from trainer.finetune.mobileclip_student import MobileCLIPAlbumStudent
 from trainer.finetune.pipeline import FinetuneOptions, finetune
 from trainer.finetune.tuner import FinetuneError
 from trainer.mobileclip_export import preprocess_spec

@@ -19,7 +19,7 @@ from core.model_card import sha256_file
 from core.model_store import ModelStore
 from tests.photo_corpus import materialize
 from tests.support.paths import REPO
-from trainer.finetune.mobileclip import find_source_checkpoint
+from trainer.finetune.mobileclip_source import find_source_checkpoint
 from trainer.models.clip import create_model
 from trainer.train.metrics import read_metrics
 
