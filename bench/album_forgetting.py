@@ -39,7 +39,8 @@ from core.model_store import ModelStore  # noqa: E402
 from tests.photo_corpus import all_photos, available_photos, materialize  # noqa: E402
 from trainer.finetune.evaluate import retrieval  # noqa: E402
 from trainer.finetune.forgetting import read_generic_bank  # noqa: E402
-from trainer.finetune.pipeline import FinetuneOptions, finetune  # noqa: E402
+from trainer.finetune.options import FinetuneOptions  # noqa: E402
+from trainer.finetune.pipeline import finetune  # noqa: E402
 
 MIN_PER_LABEL = 3
 VARIANTS: dict[str, dict] = {

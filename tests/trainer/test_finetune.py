@@ -88,7 +88,8 @@ def test_finetune_installs_a_package_that_beats_the_base(
 
 
 def test_second_run_reuses_the_dataset_and_activates(album: Path, library: Path) -> None:
-    from trainer.finetune.pipeline import FinetuneOptions, finetune
+    from trainer.finetune.options import FinetuneOptions
+    from trainer.finetune.pipeline import finetune
 
     options = FinetuneOptions(steps=3, val_fraction=float(VAL_FRACTION), model_id="family2", activate=True)
     first = finetune(album, library, options)
@@ -110,7 +111,8 @@ def test_second_run_reuses_the_dataset_and_activates(album: Path, library: Path)
 
 
 def test_text_only_keeps_the_base_image_files_and_says_so(album: Path, library: Path) -> None:
-    from trainer.finetune.pipeline import FinetuneOptions, finetune
+    from trainer.finetune.options import FinetuneOptions
+    from trainer.finetune.pipeline import finetune
 
     options = FinetuneOptions(steps=10, val_fraction=float(VAL_FRACTION), model_id="words", text_only=True)
     finetune(album, library, options)

@@ -33,7 +33,8 @@ from trainer.checkpoints import load_checkpoint
 from trainer.cli import main
 from trainer.finetune.album import read_album, split_album
 from trainer.finetune.mobileclip_student import MobileCLIPAlbumStudent
-from trainer.finetune.pipeline import FinetuneOptions, finetune
+from trainer.finetune.options import FinetuneOptions
+from trainer.finetune.pipeline import finetune
 from trainer.finetune.tuner import FinetuneError
 from trainer.mobileclip_export import preprocess_spec
 from trainer.models.clip import create_model

@@ -95,7 +95,8 @@ class JsonProgress:
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from core.paths import library_dir
     from trainer.cli import log
-    from trainer.finetune.pipeline import FinetuneOptions, finetune
+    from trainer.finetune.options import FinetuneOptions
+    from trainer.finetune.pipeline import finetune
 
     chosen = {
         "base": args.base, "model_id": args.name, "steps": args.steps, "epochs": args.epochs, "lam": args.lam,

@@ -4,12 +4,13 @@ A *generic bank* is a folder of photos with a caption beside each (``<stem>.txt`
 convention), none of them from the album. Each caption is a query that has exactly one right photo; recall@5 is
 the share of captions whose photo ranks in the top 5 of the bank. A fine-tune *forgets* when its recall@5 falls
 by more than the limit (default one point, 0.01) below the base's on the same bank: that model is installed but
-not activated unless the user insists (``--force``).
+not activated unless the user insists (``--force``). Without a bank, the check the app shows is how the fine-tune
+ranks the generic concept vocabulary on the album's validation photos against the base (``concept_agreement``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +18,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.encoders import ModelPackage
 from core.errors import ImageDecodeError
 from core.preprocess import load_image
 from core.scanning import PHOTO_EXTENSIONS
 from trainer.finetune.album import KEEP_SIDE, LOAD_SIDE, AlbumError
-from trainer.finetune.evaluate import retrieval
-from trainer.finetune.tuner import Evaluate
+from trainer.finetune.evaluate import agreement, concept_ranks, retrieval
+from trainer.finetune.reinforce import SYN_TEMPLATE
+from trainer.finetune.tuner import Evaluate, Log
+from trainer.train.loop import TrainResult
 
 DEFAULT_LIMIT = 0.01  # one point of recall@5
 MIN_BANK = 6  # fewer photos than this and recall@5 says nothing (5 of 5 is always a hit)
@@ -152,3 +156,36 @@ class ForgettingStop:
         params = dict(self.student.named_parameters())
         for name, value in self._kept.items():
             params[name].copy_(value)
+
+
+def forgetting_check(base: ModelPackage, tuned: ModelPackage, bank: GenericBank, limit: float) -> ForgettingCheck:
+    """Generic recall@5 of the base and the fine-tune on the bank, both run by core as the app runs them."""
+    before = generic_recall(base.embed_images(bank.images), lambda q: base.embed_texts(q, as_query=True), bank.captions)
+    after = generic_recall(
+        tuned.embed_images(bank.images), lambda q: tuned.embed_texts(q, as_query=True), bank.captions
+    )
+    return ForgettingCheck(photos=len(bank.images), before=before, after=after, limit=limit)
+
+
+def keep_within_limit(stop: ForgettingStop, result: TrainResult, log: Log) -> int:
+    """After an early stop, put back the last weights within the limit; returns the step they come from."""
+    checked = [r["step"] for r in result.records if GENERIC_KEY in r]
+    kept = checked[stop.kept_evaluation - 1] if stop.kept_evaluation else 0
+    if stop.stopped:
+        stop.restore()
+        log(f"generic recall@5 fell over the limit at step {result.step}: keeping the weights of step {kept}")
+    return kept
+
+
+def concept_agreement(
+    base: ModelPackage,
+    tuned: ModelPackage,
+    val_base: np.ndarray,
+    val_new: np.ndarray,
+    vocabulary: Sequence[str],
+) -> dict:
+    """Forgetting check on the validation photos: generic concept rankings of the new model vs the base."""
+    prompts = [SYN_TEMPLATE.format(v) for v in vocabulary]
+    base_top = concept_ranks(val_base, base.embed_texts(prompts))
+    new_top = concept_ranks(val_new, tuned.embed_texts(prompts))
+    return agreement(base_top, new_top)

@@ -1,0 +1,60 @@
+"""What ``finetune`` takes: its knobs, with the defaults the CLI and the app start from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.finetune.forgetting import DEFAULT_LIMIT
+
+
+@dataclass
+class FinetuneOptions:
+    """Knobs of ``finetune``; the defaults fine-tune a 200-photo album on a 2-core CPU in a few minutes.
+
+    ``lam`` / ``lam_syn`` are the paper's lambda (``w_kd = lam``, ``w_clip = 1 - lam``) for the real (label)
+    captions and the synthetic (generic concept) captions. The recipe's lambda = 1 on the real captions cannot
+    teach new words with the teachers' text embeddings: no teacher knows "Miso". The label captions' distillation
+    targets are therefore each label's *prototype* (the mean teacher embedding of its training photos' stored
+    augmentations, ``AlbumReinforcement.distill_caption_emb``), so ``lam > 0`` distils the teachers'
+    nearest-prototype view of the labels. By default the labels are learnt contrastively (``lam = 0``:
+    bench/train_efficiency.py measured no reliable speed or accuracy gain from ``lam = 0.5`` with prototypes on
+    three album splits) and the teachers are distilled on the synthetic captions (``lam_syn = 1``), which keeps
+    the generic knowledge (see the README for the measurements). ``lr`` and ``steps`` default to the base family's
+    values (starter: 1e-4, the usual BERT fine-tuning rate, and 300 steps; MobileCLIP: 3e-5 and 100 steps), with
+    10% warm-up. ``train_layers`` top text layers train in both families; ``image_blocks`` trailing image trunk
+    blocks train in a MobileCLIP base; ``text_only`` keeps the whole image side of the base (the card then says
+    ``architecture.finetune.text_only``: photos embed as with the base). ``generic_bank`` (captioned photos
+    outside the album, see ``forgetting``) turns on the forgetting check: ``activate`` is refused for a model whose
+    generic recall@5 drops by more than ``max_forgetting`` unless ``force``, and (``early_stop``) it is the
+    training's stop criterion: training ends at the first evaluation over the limit, with the last weights within
+    it.
+    """
+
+    base: str | None = None
+    model_id: str | None = None
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 32
+    lr: float | None = None
+    weight_decay: float = 0.05
+    lam: float = 0.0
+    lam_syn: float = 1.0
+    use_syn: bool = True
+    train_layers: int = 2
+    image_blocks: int = 2
+    text_only: bool = False
+    augmentations: int = 4
+    synthetic: int = 3
+    teachers: Sequence[str] | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+    activate: bool = False
+    generic_bank: Path | None = None
+    max_forgetting: float = DEFAULT_LIMIT
+    force: bool = False
+    early_stop: bool = True
+    device: str = "auto"
+    progress: bool = False
+    reuse: bool = True
