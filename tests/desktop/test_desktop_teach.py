@@ -1,7 +1,8 @@
 """Teach from the app, end to end: photos selected in the real grid become named concepts in the library's album,
 the trainer fine-tunes the active model in a child process (small settings through PHOTOSEEK_TEACH_ARGS, as a
 user could set them), the report offers Activate (the app's model switch), and a second concept trains from the
-model the first made. Cancel leaves nothing installed; too few examples and a missing trainer say what to do."""
+model the first made, each named by its concepts in the Models window. Cancel leaves nothing installed; too few
+examples and a missing trainer say what to do."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from desktop.main_window import MainWindow
 from desktop.teach_album import TeachAlbum
 from desktop.teach_job import EXTRA_ARGS_ENV
 from tests.desktop.support import STALL_LIMIT_S, WAIT_MS, Heartbeat, wait_for_query
+from tests.desktop.test_models_window import open_models, row_text
 from tests.photo_corpus import materialize
 
 pytest.importorskip("torch")  # the trainer runs as a child process of the app
@@ -112,6 +114,11 @@ def test_teaching_two_concepts_then_a_third_activates_and_keeps_the_lineage(
     card = ModelStore(indexed_library).load("taught-2").card
     assert [step["id"] for step in card.provenance["lineage"]] == ["starter", "taught-1"]
     assert card.provenance["album"]["labels"] == ["kepler", "nonna", "oldtown"]
+
+    # The Models window tells the two apart by what each was taught, the newest concept last.
+    models = open_models(qtbot, window)
+    assert row_text(models, "taught-1")["Name"] == "PhotoSeek Starter + 'kepler', 'nonna' (active)"
+    assert row_text(models, "taught-2")["Name"] == "PhotoSeek Starter + 'kepler', 'nonna', 'oldtown'"
 
 
 def test_cancel_stops_the_trainer_and_installs_nothing(

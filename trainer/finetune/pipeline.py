@@ -39,7 +39,7 @@ from trainer.finetune.forgetting import (
     keep_within_limit,
     read_generic_bank,
 )
-from trainer.finetune.lineage import lineage
+from trainer.finetune.lineage import finetune_name, lineage
 from trainer.finetune.options import FinetuneOptions
 from trainer.finetune.reinforce import AlbumReinforcement, build_album_dataset, cache_key, load_album_dataset
 from trainer.finetune.report import FinetuneReport
@@ -281,14 +281,15 @@ def _install(run: _Run, reinforced: _Reinforced, trained: _Trained, before: dict
     """Export the student, measure the package with core, write its card and install it beside the base.
 
     Nothing stays behind when this fails: the staged package and what the tuner wrote outside it are removed."""
-    base, album, tuner, bank, val_images = run.base, run.album, run.tuner, run.bank, run.val_images
+    base, tuner, bank, val_images = run.base, run.tuner, run.bank, run.val_images
+    cards = {model.id: model.card for model in run.store.list()}
     mark = time.perf_counter()
     run.tell("export", 0, 0)
     staged = staging_dir(run.store.install_dir, run.model_id)
     try:
         provenance, architecture = _card_records(run, reinforced, trained)
         card = tuner.write_package(
-            staged, model_id=run.model_id, name=f"{base.card.name} + album '{album.root.resolve().name}'",
+            staged, model_id=run.model_id, name=finetune_name(base, cards, run.labels),
             architecture=architecture, provenance=provenance, check_images=val_images,
         )  # fmt: skip
         if run.options.text_only:
