@@ -17,7 +17,8 @@ from trainer.finetune.starter import StarterTuner
 from trainer.finetune.tuner import FinetuneError, Log, Tuner
 
 
-def slug(text: str) -> str:
+def _slug(text: str) -> str:
+    """An album folder's name as the tail of a model id."""
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:40] or "album"
 
 
@@ -69,7 +70,7 @@ def default_base(store: ModelStore) -> str:
 
 
 def new_model_id(options: FinetuneOptions, base_id: str, album: Album, store: ModelStore) -> str:
-    model_id = options.model_id or f"{base_id}-{slug(album.root.resolve().name)}"
+    model_id = options.model_id or f"{base_id}-{_slug(album.root.resolve().name)}"
     if model_id == base_id:
         raise FinetuneError(f"the fine-tuned model needs another id than its base '{base_id}'")
     for model in store.list():
