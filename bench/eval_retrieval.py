@@ -1,6 +1,6 @@
 """Text -> image retrieval, tagging and embedding cost on the real-photo corpus, for one or more model packages.
 
-    python bench/eval_retrieval.py [--model starter] [--library DIR] [--package DIR ...] [--template "{}"]
+    python bench/eval_retrieval.py [--model starter] [--library DIR] [--package DIR ...] [--template "{}"] [--tag-errors]
 
 Each photo's caption is a query whose correct answer is its own photo: R@1, R@5 and R@10 overall and per query
 group (people, night / dusk, black and white, indoor, animals, other; tests/photo_corpus_tags.py), with a random
@@ -9,7 +9,8 @@ every photo; precision and recall against the person-given tags, counted over th
 photos left with no tag. Generic words ("a photo of an animal"): mean average precision, photos carrying the tag
 being right. Search cutoff (core/cutoff.py, the card's calibration): how often a caption's photo is among the default
 results, and how many results 20 queries for absent things get. Cost: milliseconds per photo to preprocess and
-embed, every package timed in the same run (alternating rounds), and its ratio to the first package.
+embed, every package timed in the same run (alternating rounds), and its ratio to the first package. `--tag-errors`
+prints the tags most often given wrongly and most often missed, with their counts.
 
 Several `--package` folders compare models in one run (e.g. today's starter against a new build). Set
 PHOTOSEEK_CORPUS_ROOTS to folders where the corpus's Debian packages (and unpacked wheels) lie to evaluate on more
@@ -23,6 +24,7 @@ import dataclasses
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -52,17 +54,19 @@ def caption_ranks(model: ModelPackage, photos: list[CorpusPhoto], images: np.nda
     return np.array([int(np.sum(row > row[i])) for i, row in enumerate(similarity)])
 
 
-def tag_quality(
-    model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarray, tags: list[str], matrix: np.ndarray
-) -> dict[str, float]:
-    """Precision and recall of the tagger's tags against the person-given ones (vocabulary words only)."""
+def suggested_tags(model: ModelPackage, images: np.ndarray, tags: list[str], matrix: np.ndarray) -> list[set[str]]:
+    """The tags the library's tagger gives each photo (default vocabulary, the card's settings, no user offsets)."""
     with tempfile.TemporaryDirectory() as tmp:
         index = PhotoIndex(Path(tmp))
         try:
             pairs = Tagger(index).suggest(images, tags, matrix, model.card.tagging)
         finally:
             index.close()
-    suggested = [{tag for tag, _ in row} for row in pairs]
+    return [{tag for tag, _ in row} for row in pairs]
+
+
+def tag_quality(photos: list[CorpusPhoto], suggested: list[set[str]], tags: list[str]) -> dict[str, float]:
+    """Precision and recall of the tagger's tags against the person-given ones (vocabulary words only)."""
     vocabulary = set(tags)
     truth = [set(p.tags) & vocabulary for p in photos]
     hits = sum(len(s & t) for s, t in zip(suggested, truth, strict=True))
@@ -74,6 +78,21 @@ def tag_quality(
         "tags_per_photo": given / len(photos),
         "untagged": sum(not s for s in suggested) / len(photos),
     }
+
+
+def tag_errors(photos: list[CorpusPhoto], suggested: list[set[str]], tags: list[str], top: int = 15) -> str:
+    """The tags most often given wrongly (false positives) and most often missed (false negatives), with counts."""
+    vocabulary = set(tags)
+    wrong: Counter[str] = Counter()
+    missed: Counter[str] = Counter()
+    for photo, given in zip(photos, suggested, strict=True):
+        truth = set(photo.tags) & vocabulary
+        wrong.update(given - truth)
+        missed.update(truth - given)
+    return "\n".join(
+        f"  tags {name}: " + ", ".join(f"{tag} {count}" for tag, count in counter.most_common(top))
+        for name, counter in (("given wrongly", wrong), ("missed", missed))
+    )
 
 
 def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
@@ -135,7 +154,7 @@ def embed_cost(models: list[ModelPackage], photos: list[CorpusPhoto], rounds: in
     return [float(np.median(t)) for t in times]
 
 
-def report(model: ModelPackage, label: str, photos: list[CorpusPhoto]) -> None:
+def report(model: ModelPackage, label: str, photos: list[CorpusPhoto], errors: bool = False) -> None:
     images = model.embed_images([load_photo(p.name, max_side=1024) for p in photos])
     ranks = caption_ranks(model, photos, images)
     print(f"{label}: model {model.id}, template {model.card.query_template!r}, {len(photos)} photos")
@@ -146,11 +165,14 @@ def report(model: ModelPackage, label: str, photos: list[CorpusPhoto]) -> None:
         recalls = "  ".join(f"R@{k} {recall_at(ranks[mask], k):.2f}" for k in KS)
         print(f"  {name:<16} {int(mask.sum()):>3} queries  {recalls}")
     tags, matrix = vocabulary_matrix(model)
-    quality = tag_quality(model, photos, images, tags, matrix)
+    suggested = suggested_tags(model, images, tags, matrix)
+    quality = tag_quality(photos, suggested, tags)
     print(
         f"  tags: precision {quality['precision']:.2f}  recall {quality['recall']:.2f}  "
         f"{quality['tags_per_photo']:.1f} per photo  untagged {quality['untagged']:.0%}"
     )
+    if errors:
+        print(tag_errors(photos, suggested, tags))
     print(generic_words(model, photos, images))
     print(cutoff_quality(model, photos, images, matrix))
 
@@ -162,6 +184,7 @@ def main() -> None:
     parser.add_argument("--package", action="append", default=[], help="a model package folder (repeatable)")
     parser.add_argument("--template", default=None, help="override the card's query template, e.g. 'a photo of {}.'")
     parser.add_argument("--no-timing", action="store_true", help="skip the embedding-cost rounds")
+    parser.add_argument("--tag-errors", action="store_true", help="print the tags most often given wrongly or missed")
     args = parser.parse_args()
     if args.package:
         models = [ModelPackage(Path(p)) for p in args.package]
@@ -174,7 +197,7 @@ def main() -> None:
             model.card = dataclasses.replace(model.card, query_template=args.template)
     photos = available_photos()
     for model, label in zip(models, labels, strict=True):
-        report(model, label, photos)
+        report(model, label, photos, args.tag_errors)
     random_ranks = np.array(
         [np.random.default_rng(i).permutation(len(photos)).tolist().index(i) for i in range(len(photos))]
     )

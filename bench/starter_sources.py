@@ -5,7 +5,8 @@
 For every tower it runs the classifier (PyTorch) on each photo's two views, then evaluates, in numpy, ConSE alone and
 ConSE plus each evidence source (trainer/starter/evidence.py) at several weights, and the combination the build uses:
 caption -> photo R@1/5/10 overall and per query group, and tag precision / recall against the person-given tags
-(core's tagger rule: z >= 2.5 among the 8 best). The text side (class, concept, caption and tag embeddings) is the
+(core's tagger rule: z >= 2.5 among the 8 best). Every figure is given for all photos and for two halves split
+by query group (seeded), so a weight is chosen on one half and checked on the other. The text side (class, concept, caption and tag embeddings) is the
 package's MiniLM text encoder. This is how trainer/starter/build.py's weights were chosen; the numbers in its
 comments come from this script. Set PHOTOSEEK_CORPUS_ROOTS as for bench/eval_retrieval.py.
 """
@@ -26,10 +27,18 @@ from core.model_card import PreprocessSpec, ViewSpec  # noqa: E402
 from core.preprocess import preprocess  # noqa: E402
 from core.tagging import TAG_TEMPLATES, default_vocabulary  # noqa: E402
 from tests.photo_corpus import available_photos, load_photo  # noqa: E402
-from tests.photo_corpus_tags import groups_of  # noqa: E402
+from tests.photo_corpus_tags import QUERY_GROUPS, groups_of  # noqa: E402
 from trainer.starter import build  # noqa: E402
 from trainer.starter.efficientnet_lite import CROP_FRACTION, INPUT_MEAN, INPUT_STD, load_efficientnet_lite  # noqa: E402
-from trainer.starter.evidence import FACE_WORDS, MONOCHROME_WORD, FaceEvidence, MonochromeEvidence, ancestor_table  # noqa: E402
+from trainer.starter.evidence import (  # noqa: E402
+    FACE_WORDS,
+    LOW_LIGHT_WORD,
+    MONOCHROME_WORD,
+    FaceEvidence,
+    LowLightEvidence,
+    MonochromeEvidence,
+    ancestor_table,
+)
 from trainer.starter.imagenet_prompts import PROMPT_TEMPLATES, imagenet_class_prompts  # noqa: E402
 from trainer.starter.yunet import load_yunet  # noqa: E402
 
@@ -60,7 +69,7 @@ def class_embeddings(text: ModelPackage, cache: Path) -> np.ndarray:
 
 @torch.inference_mode()
 def photo_features(tower: str, images: list) -> dict[str, np.ndarray]:
-    """Per photo and view: class logits, face scores [5] and monochrome score, for one tower's views."""
+    """Per photo and view: class logits, face scores [5], monochrome and low-light scores, for one tower's views."""
     mean, std = INPUT_MEAN / 255.0, INPUT_STD / 255.0
     spec = PreprocessSpec(
         RESOLUTION[tower],
@@ -77,12 +86,14 @@ def photo_features(tower: str, images: list) -> dict[str, np.ndarray]:
     rgb = (flat * std + mean).clamp(0, 1)
     faces = FaceEvidence(load_yunet(), torch.eye(len(FACE_WORDS)), 1.0, build.FACE_THRESHOLD)
     mono = MonochromeEvidence(torch.ones(1), 1.0, build.MONOCHROME_SPREAD, build.MONOCHROME_SOFTNESS)
+    low = LowLightEvidence(torch.ones(1), 1.0, build.LOW_LIGHT_LUMA, build.LOW_LIGHT_SOFTNESS)
     return {
         "logits": logits.numpy().reshape(n, views, -1),
         "faces": torch.cat([faces.scores(rgb[i : i + 16]) for i in range(0, len(rgb), 16)])
         .numpy()
         .reshape(n, views, -1),
         "mono": mono(rgb).numpy().reshape(n, views, 1),
+        "low": low(rgb).numpy().reshape(n, views, 1),
     }
 
 
@@ -101,21 +112,49 @@ class Mixer:
         self.ancestors, self.ancestor_vectors = matrix.numpy(), concept_embeddings(text, words)
         self.mono_vector = concept_embeddings(text, [MONOCHROME_WORD])
         self.face_vectors = concept_embeddings(text, FACE_WORDS)
+        self.low_vector = concept_embeddings(text, [LOW_LIGHT_WORD])
 
-    def embed(self, f: dict[str, np.ndarray], ancestors: float, mono: float, faces: float) -> np.ndarray:
+    def embed(self, f: dict[str, np.ndarray], ancestors: float, mono: float, faces: float, low: float) -> np.ndarray:
         probs = softmax(f["logits"], build.TEMPERATURE)
         top = np.argsort(-probs, axis=-1)[..., : build.TOP_K]
         mix = unit((np.take_along_axis(probs, top, -1)[..., None] * self.classes[top]).sum(axis=-2))
         mass = softmax(f["logits"], 1.0) @ self.ancestors
         gated = np.clip(mass - build.ANCESTOR_GATE, 0, None) / (1 - build.ANCESTOR_GATE)
         mix = mix + ancestors * gated @ self.ancestor_vectors + mono * f["mono"] @ self.mono_vector
-        mix = mix + faces * f["faces"] @ self.face_vectors
+        mix = mix + faces * f["faces"] @ self.face_vectors + low * f["low"] @ self.low_vector
         return unit(mix.mean(axis=1))
 
 
+def halves(photos) -> np.ndarray:
+    """0 or 1 per photo: each query group (a photo's first) split in two at random, seeded."""
+    rng = np.random.default_rng(1)
+    half = np.zeros(len(photos), int)
+    for group in (*QUERY_GROUPS, "other"):
+        members = rng.permutation([i for i, p in enumerate(photos) if groups_of(p.tags)[0] == group])
+        half[members[1::2]] = 1
+    return half
+
+
 def evaluate(images: np.ndarray, captions: np.ndarray, tag_matrix: np.ndarray, vocab: list[str], photos) -> str:
-    similarity = captions @ images.T
-    ranks = np.array([int(np.sum(row > row[i])) for i, row in enumerate(similarity)])
+    """All photos' figures, then R@5 (overall and night / dusk) on each half."""
+    return " | ".join(
+        [_evaluate(images, captions, tag_matrix, vocab, photos)]
+        + [_half_recall(images, captions, photos, halves(photos) == h) for h in (0, 1)]
+    )
+
+
+def _ranks(images: np.ndarray, captions: np.ndarray) -> np.ndarray:
+    return np.array([int(np.sum(row > row[i])) for i, row in enumerate(captions @ images.T)])
+
+
+def _half_recall(images: np.ndarray, captions: np.ndarray, photos, half: np.ndarray) -> str:
+    ranks = _ranks(images, captions)
+    night = half & np.array(["night / dusk" in groups_of(p.tags) for p in photos])
+    return f"half R@5 {np.mean(ranks[half] < 5):.2f} night {np.mean(ranks[night] < 5):.2f}"
+
+
+def _evaluate(images: np.ndarray, captions: np.ndarray, tag_matrix: np.ndarray, vocab: list[str], photos) -> str:
+    ranks = _ranks(images, captions)
     scores = images @ tag_matrix.T
     z = (scores - scores.mean(1, keepdims=True)) / (scores.std(1, keepdims=True) + 1e-6)
     hits = given = wanted = 0
@@ -143,17 +182,17 @@ def main() -> None:
     captions = text.embed_texts([p.caption for p in photos])
     tag_matrix = embed_prompts(text, [[t.format(v) for t in TAG_TEMPLATES] for v in vocab])
     mixer = Mixer(text, Path(args.cache))
-    chosen = (build.ANCESTOR_WEIGHT, build.MONOCHROME_WEIGHT, build.FACE_WEIGHT)
-    print(f"{len(photos)} photos; build weights (ancestors, monochrome, faces) = {chosen}")
+    chosen = (build.ANCESTOR_WEIGHT, build.MONOCHROME_WEIGHT, build.FACE_WEIGHT, build.LOW_LIGHT_WEIGHT)
+    print(f"{len(photos)} photos; build weights (ancestors, monochrome, faces, low light) = {chosen}")
     for tower in args.towers.split(","):
         features = photo_features(tower, images)
-        settings = [("ConSE alone", (0, 0, 0))]
+        settings = [("ConSE alone", (0, 0, 0, 0))]
         settings += [
-            (f"+ {name} {w}", tuple(w if i == j else 0 for j in range(3)))
-            for i, name in enumerate(("ancestors", "monochrome", "faces"))
+            (f"+ {name} {w}", tuple(w if i == j else 0 for j in range(4)))
+            for i, name in enumerate(("ancestors", "monochrome", "faces", "low light"))
             for w in (0.2, 0.4, 0.8)
         ]
-        settings.append(("build's mix", chosen))
+        settings += [(f"build's mix, low light {w}", (*chosen[:3], w)) for w in (0, 0.2, 0.4, 0.8)]
         for label, weights in settings:
             print(
                 f"{tower} {label:<22} {evaluate(mixer.embed(features, *weights), captions, tag_matrix, vocab, photos)}"

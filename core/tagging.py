@@ -4,6 +4,8 @@ A photo gets a model tag when the tag stands out among the vocabulary for that p
 z-score across all tags is at least `DEFAULT_Z` plus the tag's own offset, and it is among the photo's
 `MAX_TAGS` best. z-scores make one default work for every model (each has its own similarity scale); a model
 card may carry its own measured pair (`tagging`: min_z, max_tags), which then replaces the defaults.
+A tag given to a photo brings its broader vocabulary tags along (core/tag_hierarchy.py: puppy -> dog -> animal),
+beyond `max_tags`, when each stands above the photo's average tag (z >= 0 plus its own offset).
 Confirming a tag lowers that tag's offset, rejecting raises it: the user's corrections calibrate each tag.
 User tags and the user's decisions are never overwritten by the model.
 """
@@ -21,11 +23,13 @@ from core.index_tags import PhotoTag, TagTables
 from core.model_card import TaggingSpec
 from core.paths import assets_dir
 from core.pathtext import display
+from core.tag_hierarchy import ancestor_indices, default_parents
 from core.vector_store import VectorSnapshot
 
 TAG_TEMPLATES = ("a photo of {}.", "{}", "a photo showing {}.", "a close-up photo of {}.")
 DEFAULT_Z = 2.5
 MAX_TAGS = 8
+IMPLIED_Z = 0.0  # a broader tag implied by a given one must still stand above the photo's average tag
 CONFIRM_STEP = -0.1
 REJECT_STEP = 0.25
 OFFSET_RANGE = (-1.0, 2.0)
@@ -109,11 +113,16 @@ class Tagger:
         min_z, max_tags = (DEFAULT_Z, MAX_TAGS) if tagging is None else (tagging.min_z, tagging.max_tags)
         scores = vectors @ matrix.T
         z = (scores - scores.mean(axis=1, keepdims=True)) / (scores.std(axis=1, keepdims=True) + 1e-6)
-        passes = z >= min_z + self._offsets(tags)[None, :]
+        offsets = self._offsets(tags)[None, :]
+        passes = z >= min_z + offsets
+        implied_ok = z >= IMPLIED_Z + offsets
+        ancestors = ancestor_indices(tags, default_parents())
         result = []
-        for row, ok in zip(scores, passes, strict=True):
+        for row, ok, implied in zip(scores, passes, implied_ok, strict=True):
             best = [i for i in np.argsort(-row)[:max_tags] if ok[i]]
-            result.append([(tags[i], float(row[i])) for i in best])
+            for i in list(best):
+                best += [a for a in ancestors[i] if implied[a] and a not in best]
+            result.append(sorted(((tags[i], float(row[i])) for i in best), key=lambda pair: -pair[1]))
         return result
 
     def tag_photos(self, model: ModelPackage, photo_ids: list[int], vectors: np.ndarray) -> None:

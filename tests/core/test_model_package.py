@@ -15,6 +15,7 @@ from core.encoders import ModelPackage
 from core.errors import ModelPackageError, NoModelError
 from core.model_card import read_card
 from core.model_store import ModelStore
+from tests.photo_corpus import load_photo
 
 
 def _copy_package(src: Path, dest: Path) -> Path:
@@ -39,6 +40,15 @@ def test_starter_embeds_images_and_texts_unit_length(starter_model: ModelPackage
     similarity = image_vectors @ text_vectors.T
     assert similarity[0].argmax() == 0  # the cat photo is closest to "a cat"
     assert similarity[1].argmax() == 1  # the coffee photo to "a cup of coffee"
+
+
+def test_starter_finds_dark_sky_photos_for_night_queries(starter_model: ModelPackage) -> None:
+    """The low-light evidence in the starter's image graph: the two photos under a dark sky come first for night."""
+    names = ["hubble_deep_field", "rocket_launch_pad", "coffee", "astronaut", "chinese_pagoda", "cameraman"]
+    photos = starter_model.embed_images([load_photo(n, max_side=512) for n in names])
+    for query in ("a photo at night", "dusk"):
+        scores = (starter_model.embed_texts([query], as_query=True) @ photos.T)[0]
+        assert {names[i] for i in np.argsort(-scores)[:2]} == {"hubble_deep_field", "rocket_launch_pad"}, query
 
 
 def test_batching_does_not_change_embeddings(starter_model: ModelPackage) -> None:

@@ -21,6 +21,7 @@ from trainer.starter.evidence import (  # noqa: E402
     FACE_WORDS,
     AncestorEvidence,
     FaceEvidence,
+    LowLightEvidence,
     MonochromeEvidence,
     ancestor_table,
 )
@@ -108,6 +109,24 @@ def test_monochrome_evidence_fires_on_greyscale_photos_only() -> None:
         grey = [float(mono(_rgb(n))[0, 0]) for n in ("cameraman", "people_on_stairs", "ancient_coins")]
         colour = [float(mono(_rgb(n))[0, 0]) for n in ("coffee", "astronaut", "chinese_pagoda")]
     assert min(grey) > 0.38 and max(colour) < 0.01, (grey, colour)  # 0.4 x sigmoid(0.01 / 0.003) for spread 0
+
+
+def test_low_light_evidence_fires_under_a_dark_sky_only() -> None:
+    low = LowLightEvidence(torch.ones(3), weight=0.4, threshold=0.2, softness=0.03)
+    with torch.inference_mode():
+        dark = {n: float(low(_rgb(n))[0, 0]) for n in ("hubble_deep_field", "rocket_launch_pad")}
+        lit = {n: float(low(_rgb(n))[0, 0]) for n in ("coffee", "astronaut", "chinese_pagoda", "cameraman")}
+    assert min(dark.values()) > 0.2 and max(lit.values()) < 0.02, (dark, lit)  # past half the weight: darker than 0.2
+
+
+def test_low_light_reads_the_top_third_of_the_view() -> None:
+    """A dark sky over a bright foreground counts; a dark foreground under a bright sky does not."""
+    low = LowLightEvidence(torch.ones(1), weight=1.0, threshold=0.2, softness=0.03)
+    night = torch.full((1, 3, 30, 30), 0.8)
+    night[:, :, :10] = 0.05
+    day = torch.full((1, 3, 30, 30), 0.05)
+    day[:, :, :10] = 0.8
+    assert float(low.scores(night)[0]) > 0.99 and float(low.scores(day)[0]) < 0.01
 
 
 def test_ancestor_table_follows_wordnet() -> None:

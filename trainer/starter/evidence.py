@@ -7,6 +7,7 @@ embedding` to the unit ConSE vector, so the evidence lands in the same MiniLM sp
   assets/imagenet_ancestors.tsv), counted only above a gate, so "an animal" finds the dog without pulling every
   photo towards every generic word;
 - monochrome: the image's mean colourfulness (max - min channel) is near zero: "black and white photo";
+- low light: the top third of the view (where the sky is, outdoors) is dark on average: "night";
 - faces: YuNet (trainer/starter/yunet.py) on the view: person, people, portrait, group photo, crowd.
 
 Weights, gates and thresholds were measured on the real-photo corpus (bench/starter_sources.py), not tuned by hand.
@@ -25,6 +26,7 @@ from trainer.starter.yunet import INPUT_MULTIPLE, YuNet, face_evidence
 
 ANCESTORS_FILE = "imagenet_ancestors.tsv"
 MONOCHROME_WORD = "black and white photo"
+LOW_LIGHT_WORD = "night"
 FACE_WORDS = ("person", "people", "portrait", "group photo", "crowd")
 PEAK_THRESHOLD = 0.5  # a score peak this high counts as a face, for the count and the largest face
 PORTRAIT_SHARE = 0.02  # one face covering this share of the view makes a portrait
@@ -76,6 +78,31 @@ class MonochromeEvidence(nn.Module):
         spread = (rgb.amax(dim=1) - rgb.amin(dim=1)).mean(dim=(1, 2))
         score = torch.sigmoid((self.threshold - spread) / self.softness)
         return self.weight * score[:, None] * self.embedding[None, :]
+
+
+class LowLightEvidence(nn.Module):
+    """RGB in [0, 1] -> "night" when the mean luma of the view's top third is below `threshold`.
+
+    The top third holds the sky in most outdoor photos, so a dark one says night, dusk or low light, whatever the lit
+    subject below it (city lights, a launch pad's lamps) does; a dark backdrop behind a close-up fires it as well.
+    """
+
+    def __init__(self, embedding: Tensor, weight: float, threshold: float, softness: float) -> None:
+        super().__init__()
+        self.register_buffer("embedding", embedding.float())  # [D]
+        self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1))  # ITU-R BT.601
+        self.weight = weight
+        self.threshold = threshold
+        self.softness = softness
+
+    def scores(self, rgb: Tensor) -> Tensor:
+        """[N] in [0, 1]."""
+        top = rgb[:, :, : rgb.shape[2] // 3]
+        brightness = (top * self.luma).sum(dim=1).mean(dim=(1, 2))
+        return torch.sigmoid((self.threshold - brightness) / self.softness)
+
+    def forward(self, rgb: Tensor) -> Tensor:
+        return self.weight * self.scores(rgb)[:, None] * self.embedding[None, :]
 
 
 class FaceEvidence(nn.Module):
