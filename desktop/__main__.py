@@ -25,6 +25,14 @@ def _parser() -> argparse.ArgumentParser:
         help="add PhotoSeek to the application menu (Linux: a .desktop file and icons under $XDG_DATA_HOME), exit",
     )
     parser.add_argument("--remove-desktop-entry", action="store_true", help="take it out of the menu again, exit")
+    parser.add_argument(
+        "--import-model",
+        metavar="FILE",
+        type=Path,
+        help="install a model into the library without opening the window, exit: a MobileCLIP checkpoint "
+        "(.pt / .safetensors, e.g. downloaded in a browser) or a model package (folder or .zip); "
+        "activate it in File > Models…",
+    )
     parser.add_argument("--search", metavar="TEXT", default="", help='start with this search (e.g. "a cat")')
     parser.add_argument(
         "folders", nargs="*", metavar="FOLDER", type=Path, help="folders or photos to add to the library"
@@ -39,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.install_desktop_entry or args.remove_desktop_entry:
         return _desktop_entry(install=args.install_desktop_entry)
+    if args.import_model is not None:
+        return _import_model(args.import_model, args.library)
     if args.self_test:
         from desktop.self_test import run_self_test
 
@@ -72,6 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         report_when_shown(window, started)
     return app.exec()
+
+
+def _import_model(source: Path, library: Path | None) -> int:
+    """What the Models window's "Import a checkpoint file…" and "Install a model package…" do, headless."""
+    from core.errors import PhotoSeekError
+    from core.library import Library
+    from desktop.model_jobs import import_checkpoint, install_package
+
+    try:
+        lib = Library(library)
+        if source.is_dir() or source.suffix.lower() == ".zip":
+            model_id = install_package(lib, source)
+        else:
+            model_id = import_checkpoint(lib, source, log=lambda line: print(line, flush=True))
+    except (PhotoSeekError, OSError) as exc:
+        print(f"photoseek: {exc}", file=sys.stderr)
+        return 1
+    print(f"Installed the model {model_id!r} in {lib.path}. Activate it in File > Models….")
+    return 0
 
 
 def _desktop_entry(*, install: bool) -> int:

@@ -15,12 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.encoders import ModelPackage, l2_normalize
 from core.graph_template import load_descriptors
 from core.template_fill import fused_tensors
 from tests.support.core_process import run_without_torch
-from tests.support.golden import golden_file
-from tests.support.golden_checkpoints import as_openclip, golden_arrays, save_safetensors
+from tests.support.golden_checkpoints import as_openclip, features, golden, golden_arrays, save_safetensors
 from tests.support.scratch import scratch_folder
 
 VARIANTS = {  # golden tag -> the model name its file is detected as
@@ -35,20 +33,6 @@ VARIANTS = {  # golden tag -> the model name its file is detected as
     "MC2-S4": "mobileclip2-s4",
 }
 BOUND = 1e-4  # max abs difference of normalised features (the issue's goal)
-
-
-def golden(tag: str) -> dict[str, np.ndarray]:
-    with np.load(golden_file(f"golden-{tag}.npz")) as data:
-        return dict(data)
-
-
-def features(package_dir: Path, ref: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised image and text features of the golden inputs, fed to the package's ONNX encoders as they are."""
-    package = ModelPackage(package_dir)
-    image = package.embed_pixels(ref["images"][:, None])
-    ids = ref["text_tokens"]
-    text = package._text_session.run(None, {"input_ids": ids, "eot_index": ids.argmax(axis=1)})[0]
-    return image, l2_normalize(text)
 
 
 def import_cli(checkpoint: Path, library: Path, *extra: str) -> dict[str, object]:

@@ -1,5 +1,6 @@
 """Build the PyInstaller package from build.spec and run its self-test headless (slow: a minute on 2 x86-64 cores),
-also on a real library of HEIC, PNG and JPEG photos (HEIC through the stub that stands in for the x265 encoder)."""
+also on a real library of HEIC, PNG and JPEG photos (HEIC through the stub that stands in for the x265 encoder), and
+its torch-free MobileCLIP import (`--import-model`) on a golden-filled checkpoint."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pillow_heif
 import pytest
 
 from core.library import Library
 from tests.photo_corpus import load_photo
+from tests.support.golden_checkpoints import features, golden, golden_arrays, save_safetensors
 from tests.support.paths import REPO
 
 
@@ -52,6 +55,19 @@ def test_pyinstaller_package_builds_and_passes_its_self_test(
     assert "https=yes" in done.stdout and not [
         p for p in internal.iterdir() if p.name.startswith(("libssl.", "libcrypto."))
     ]
+
+    # "Get MobileCLIP" / "Import a checkpoint file…" work in the bundle: its torch-free import, headless.
+    checkpoint = save_safetensors(golden_arrays("S0"), tmp_path / "mobileclip_s0.safetensors")
+    imported = subprocess.run(
+        [str(exe), "--import-model", str(checkpoint), "--library", str(tmp_path / "mobileclip-library")],
+        env=run_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    ref = golden("S0")
+    image, text = features(tmp_path / "mobileclip-library" / "models" / "mobileclip-s0", ref)
+    assert np.abs(image - ref["reparam/image_features_normalized"]).max() <= 1e-4
+    assert np.abs(text - ref["reparam/text_features_normalized"]).max() <= 1e-4
+    checkpoint.unlink()
 
     photos = tmp_path / "phone"
     photos.mkdir()

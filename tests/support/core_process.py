@@ -1,4 +1,4 @@
-"""Run ``python -m core`` in a child process where torch cannot be imported (tests/support/no_torch)."""
+"""Run ``python -m core`` (or ``-m desktop``) in a child process where torch cannot be imported (tests/support/no_torch)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ from tests.support.paths import REPO
 NO_TORCH = REPO / "tests" / "support" / "no_torch"
 
 
-def run_without_torch(*args: str, library: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """``python -m core ARGS --library LIBRARY`` with torch and the train extra blocked; output captured."""
+def run_without_torch(
+    *args: str, library: Path, timeout: float = 600, module: str = "core"
+) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS --library LIBRARY`` with torch and the train extra blocked; output captured."""
     env = {k: v for k, v in os.environ.items() if k not in ("PHOTOSEEK_HOME", "PYTHONPATH")}
-    env.update({"PYTHONPATH": str(NO_TORCH), "XDG_DATA_HOME": str(library.parent / "xdg")})
+    env.update(
+        {"PYTHONPATH": str(NO_TORCH), "XDG_DATA_HOME": str(library.parent / "xdg"), "QT_QPA_PLATFORM": "offscreen"}
+    )
     return subprocess.run(
-        [sys.executable, "-m", "core", *args, "--library", str(library)],
+        [sys.executable, "-m", module, *args, "--library", str(library)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.encoders import ModelPackage, l2_normalize
 from core.golden_fill import golden_value
 from core.mobileclip_keys import HEAD_BIAS_KEYS, v1_to_openclip_key
 from tests.support.golden import golden_file
@@ -65,3 +66,18 @@ def save_safetensors(arrays: dict[str, np.ndarray], path: Path) -> Path:
         for value in arrays.values():
             np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<"), copy=False).tofile(out)
     return path
+
+
+def golden(tag: str) -> dict[str, np.ndarray]:
+    """The golden inputs and reference features of ``tag`` (tests/data/golden/golden-<tag>.npz)."""
+    with np.load(golden_file(f"golden-{tag}.npz")) as data:
+        return dict(data)
+
+
+def features(package_dir: Path, ref: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised image and text features of the golden inputs, fed to the package's ONNX encoders as they are."""
+    package = ModelPackage(package_dir)
+    image = package.embed_pixels(ref["images"][:, None])
+    ids = ref["text_tokens"]
+    text = package._text_session.run(None, {"input_ids": ids, "eot_index": ids.argmax(axis=1)})[0]
+    return image, l2_normalize(text)
