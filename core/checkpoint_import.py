@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -35,6 +36,7 @@ from core.model_card import (
     ViewSpec,
     write_card,
 )
+from core.model_card_types import CoreImportProvenance, ImportedCheckpoint, MobileCLIPArchitecture, TemplateRecord
 from core.package_writer import finalize_package, install_package, staging_dir
 from core.template_fill import write_graph
 from core.tokenizers.clip_bpe import VOCAB_FILENAME, bundled_vocab_path
@@ -109,22 +111,22 @@ def _check_runs(staged: Path, resolution: int) -> dict[str, object]:
     return {"runs": "image and text encoders give finite, non-zero features", "captions": list(CHECK_CAPTIONS)}
 
 
-def _card(rec: Recognised, model_id: str, logit_scale: float, provenance: dict[str, object]) -> ModelCard:
+def _card(rec: Recognised, model_id: str, logit_scale: float, provenance: CoreImportProvenance) -> ModelCard:
     arch, model = rec.descriptor.architecture, rec.model
     image, text = rec.descriptor.image, rec.descriptor.text
     return ModelCard(
         id=model_id,
         name=model.display,
-        architecture={
-            "family": arch.family,
-            "variant": model.name,
-            "golden_tag": arch.tag,
-            "image": arch.image,
-            "text": arch.text,
-            "checkpoint_layout": model.layout,
-            "logit_scale": logit_scale,
-            "notes": list(model.notes),
-        },
+        architecture=MobileCLIPArchitecture(
+            family=arch.family,
+            variant=model.name,
+            golden_tag=arch.tag,
+            image=arch.image,
+            text=arch.text,
+            checkpoint_layout=model.layout,
+            logit_scale=logit_scale,
+            notes=tuple(model.notes),
+        ),
         embedding_dim=arch.embed_dim,
         preprocess=_preprocess(rec.descriptor, model),
         tokenizer=CLIP_TOKENIZER,
@@ -151,14 +153,14 @@ def write_tokenizer_and_licence(staged: Path, license_text: str) -> None:
     (staged / "LICENSE.txt").write_text(license_text, "utf-8")
 
 
-def _detection_record(rec: Recognised, checkpoint: Checkpoint, notes: list[str]) -> dict[str, object]:
-    """How the file was recognised and read, for the card's provenance (the trainer's import records the same)."""
+def _detection_record(rec: Recognised, checkpoint: Checkpoint, notes: list[str]) -> dict[str, Any]:
+    """How the file was recognised and read, the ImportedCheckpoint fields (the trainer's import records the same)."""
     return {
         "file_layout": rec.detection.file_layout,
         "detected_by": rec.detection.reason,
-        "same_architecture_as": list(rec.detection.alternatives),
-        "dtypes": sorted(set(checkpoint.source_dtypes.values())),
-        "notes": notes,
+        "same_architecture_as": tuple(rec.detection.alternatives),
+        "dtypes": tuple(sorted(set(checkpoint.source_dtypes.values()))),
+        "notes": tuple(notes),
     }
 
 
@@ -200,35 +202,34 @@ def import_checkpoint(
         state = convert_openclip_to_v1(state, rec.descriptor.checkpoint_layout, rec.model.display)
         notes.append(f"converted the open_clip layout to the ml-mobileclip (v1) layout of {rec.model.name}")
     model_id = model_id or rec.model.name
-    record = {
-        **checkpoint_record(checkpoint_path, None),
-        **_detection_record(rec, checkpoint, notes),
-        "source_url": source_url,
-    }
+    details = _detection_record(rec, checkpoint, notes)
+    record = checkpoint_record(checkpoint_path, None, record=ImportedCheckpoint, **details, source_url=source_url)
     staged = staging_dir(install_root, model_id)
     try:
         log("fusing the train-time branches (numpy) into the graph templates")
         write_package(rec, state, staged, templates)
         logit_scale = _logit_scale(state, rec.descriptor)
         del state, checkpoint  # the weights are on disk now: free them before onnxruntime loads the package
-        provenance: dict[str, object] = {
-            "built_by": "python -m core models import",
-            "checkpoint": record,
-            "template": {"tag": arch.tag, "descriptor_sha256": _descriptor_sha256(templates, arch.tag)},
-            "onnxruntime": ort.__version__,
-            "numpy": np.__version__,
-        }
+        provenance = CoreImportProvenance(
+            built_by="python -m core models import",
+            checkpoint=record,
+            template=TemplateRecord(tag=arch.tag, descriptor_sha256=_descriptor_sha256(templates, arch.tag)),
+            onnxruntime=ort.__version__,
+            numpy=np.__version__,
+        )
         card = _card(rec, model_id, logit_scale, provenance)
         write_card(staged, card)
         parity = {**_check_runs(staged, arch.resolution), "template_check": dataclasses.asdict(rec.descriptor.check)}
         if library is not None:
-            kept = keep_checkpoint(checkpoint_path, library, str(record["sha256"]))
-            record["kept"] = checkpoint_record(kept, library, str(record["sha256"]))["kept"]
+            kept = keep_checkpoint(checkpoint_path, library, record.sha256)
+            record = dataclasses.replace(record, kept=checkpoint_record(kept, library, record.sha256).kept)
             log(f"kept the checkpoint as {kept} (fine-tuning rebuilds the model from it)")
-        provenance |= {
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(time.perf_counter() - started, 1),
-        }
+        provenance = dataclasses.replace(
+            provenance,
+            checkpoint=record,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            build_seconds=round(time.perf_counter() - started, 1),
+        )
         finalize_package(staged, dataclasses.replace(card, provenance=provenance, parity=parity))
         return install_package(staged, install_root, model_id)
     except BaseException:

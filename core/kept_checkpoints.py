@@ -9,16 +9,22 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any, TypeVar
 
 from core.errors import ImportFailed
 from core.model_card import sha256_file
+from core.model_card_types import CheckpointRecord
 
 CHECKPOINT_DIR = "checkpoints"  # inside the library folder
+R = TypeVar("R", bound=CheckpointRecord)
 
 
-def checkpoint_record(path: Path, library: Path | None, sha256: str | None = None) -> dict[str, object]:
-    """Where a package's train-time weights are: the file's name, sha256, size, absolute path, and ``kept`` (its
-    path relative to ``library`` when it lies inside it, else None)."""
+def checkpoint_record(
+    path: Path, library: Path | None, sha256: str | None = None, record: type[R] = CheckpointRecord, **details: Any
+) -> R:
+    """Where a package's train-time weights are, as a ``record`` (a CheckpointRecord class) with ``details``: the
+    file's name, sha256, size, absolute path, and ``kept`` (its path relative to ``library`` when it lies inside it,
+    else None)."""
     path = Path(path).resolve()
     kept = None
     if library is not None:
@@ -26,13 +32,14 @@ def checkpoint_record(path: Path, library: Path | None, sha256: str | None = Non
             kept = path.relative_to(Path(library).resolve()).as_posix()
         except ValueError:
             kept = None
-    return {
-        "file": path.name,
-        "sha256": sha256 or sha256_file(path),
-        "size_bytes": path.stat().st_size,
-        "path": str(path),
-        "kept": kept,
-    }
+    return record(
+        file=path.name,
+        sha256=sha256 or sha256_file(path),
+        size_bytes=path.stat().st_size,
+        path=str(path),
+        kept=kept,
+        **details,
+    )
 
 
 def keep_checkpoint(source: Path, library: Path, sha256: str, *, name: str | None = None) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ModelPackageError
+from core.model_card_types import Architecture, Provenance, parse_architecture, parse_provenance
 
 CARD_FILE = "model_card.json"
 FORMAT_VERSION = 1
@@ -115,7 +116,7 @@ class ModelCard:
 
     id: str
     name: str
-    architecture: dict[str, Any]
+    architecture: Architecture  # typed by family (core.model_card_types)
     embedding_dim: int
     preprocess: PreprocessSpec
     tokenizer: TokenizerSpec
@@ -123,7 +124,7 @@ class ModelCard:
     text_encoder: EncoderSpec
     files: dict[str, str]
     license: dict[str, Any]
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)  # typed by builder (core.model_card_types)
     parity: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     query_template: str = "{}"
@@ -136,6 +137,8 @@ class ModelCard:
     def to_json(self) -> dict[str, Any]:
         """The card as the JSON object written to `model_card.json`."""
         data = asdict(self)
+        data["architecture"] = self.architecture.to_json()
+        data["provenance"] = self.provenance.to_json()
         data["preprocess"]["views"] = [asdict(v) for v in self.preprocess.views]
         return data
 
@@ -312,7 +315,7 @@ def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
     card = ModelCard(
         id=model_id,
         name=_require(data, "name", str, where),
-        architecture=_require(data, "architecture", dict, where),
+        architecture=parse_architecture(_require(data, "architecture", dict, where), where),
         embedding_dim=_require(data, "embedding_dim", int, where),
         preprocess=_parse_preprocess(_require(data, "preprocess", dict, where), where),
         tokenizer=TokenizerSpec(
@@ -325,7 +328,7 @@ def parse_card(data: Any, where: str = "model_card.json") -> ModelCard:
         text_encoder=_parse_encoder(_require(data, "text_encoder", dict, where), where),
         files=dict(files),
         license=_require(data, "license", dict, where),
-        provenance=data.get("provenance", {}),
+        provenance=parse_provenance(_optional_object(data, "provenance", where) or {}, where),
         parity=data.get("parity", {}),
         metrics=data.get("metrics", {}),
         query_template=query_template,

@@ -11,9 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.errors import ModelPackageError
 from core.kept_checkpoints import CHECKPOINT_DIR
 from core.library import Library
 from core.model_card import read_card
+from core.model_card_types import ImportProvenance
 from core.pathtext import display
 
 
@@ -51,6 +53,9 @@ def _install_options(parser: argparse.ArgumentParser) -> None:
 
 def _installed(args: argparse.Namespace, library: Library, path: Path) -> dict[str, object]:
     card = read_card(path)
+    provenance = card.provenance
+    if not isinstance(provenance, ImportProvenance) or provenance.checkpoint is None:
+        raise ModelPackageError(f"{path}: the imported package's card does not record the import")
     if args.activate:
         library.use(card.id)
     return {
@@ -58,8 +63,8 @@ def _installed(args: argparse.Namespace, library: Library, path: Path) -> dict[s
         "name": card.name,
         "path": display(str(path)),
         "active": bool(args.activate),
-        "detected_by": card.provenance["checkpoint"]["detected_by"],
-        "build_seconds": card.provenance["build_seconds"],
+        "detected_by": provenance.checkpoint.detected_by,
+        "build_seconds": provenance.build_seconds,
     }
 
 

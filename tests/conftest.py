@@ -26,6 +26,8 @@ def _starter_sources_key() -> str:
         REPO / "trainer" / "image_check.py",
         REPO / "core" / "image_check.py",
         REPO / "core" / "model_card.py",
+        REPO / "core" / "model_card_types.py",
+        REPO / "core" / "card_records.py",
         REPO / "core" / "tokenizers" / "wordpiece.py",
         REPO / "assets" / "imagenet_ancestors.tsv",
     ]

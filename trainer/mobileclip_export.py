@@ -37,6 +37,13 @@ from core.model_card import (
     ViewSpec,
     write_card,
 )
+from core.model_card_types import (
+    Architecture,
+    ImportedCheckpoint,
+    ImportProvenance,
+    MobileCLIPArchitecture,
+    Provenance,
+)
 from core.package_writer import finalize_package, install_package, staging_dir
 from core.preprocess import preprocess
 from core.tokenizers.clip_bpe import ClipBpeTokenizer, bundled_vocab_path
@@ -216,19 +223,19 @@ def export_and_check(
     }
 
 
-def mobileclip_architecture(model: MobileCLIP) -> dict[str, object]:
+def mobileclip_architecture(model: MobileCLIP) -> MobileCLIPArchitecture:
     """The card's ``architecture`` record of a MobileCLIP model (its variant, towers and logit scale)."""
     info = model.info
-    return {
-        "family": "mobileclip",
-        "variant": info.name,
-        "golden_tag": info.tag,
-        "image": f"{type(model.image_tower).__name__} at {info.resolution} px (reparameterized)",
-        "text": f"{type(model.text_tower).__name__}, 77 tokens, EOT pooling at eot_index",
-        "checkpoint_layout": info.layout,
-        "logit_scale": float(model.logit_scale_exp().detach()),
-        "notes": list(info.notes),
-    }
+    return MobileCLIPArchitecture(
+        family="mobileclip",
+        variant=info.name,
+        golden_tag=info.tag,
+        image=f"{type(model.image_tower).__name__} at {info.resolution} px (reparameterized)",
+        text=f"{type(model.text_tower).__name__}, 77 tokens, EOT pooling at eot_index",
+        checkpoint_layout=info.layout,
+        logit_scale=float(model.logit_scale_exp().detach()),
+        notes=tuple(info.notes),
+    )
 
 
 def write_mobileclip_package(
@@ -236,9 +243,9 @@ def write_mobileclip_package(
     staged: Path,
     *,
     model_id: str,
-    provenance: dict[str, object],
+    provenance: Provenance,
     name: str | None = None,
-    architecture: dict[str, object] | None = None,
+    architecture: Architecture | None = None,
     metrics: dict[str, object] | None = None,
     license_note: str | None = None,
     log: Log = lambda _msg: None,
@@ -258,7 +265,7 @@ def write_mobileclip_package(
     card = ModelCard(
         id=model_id,
         name=name or info.display,
-        architecture=dict(architecture),
+        architecture=architecture,
         embedding_dim=info.embed_dim,
         preprocess=spec,
         tokenizer=CLIP_TOKENIZER,
@@ -266,12 +273,12 @@ def write_mobileclip_package(
         text_encoder=EncoderSpec("text_encoder.onnx", ("input_ids", "eot_index"), "text_embeds"),
         files={},
         license=dict(MOBILECLIP_LICENSE),
-        provenance={
-            **provenance,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "torch": torch.__version__,
-            "onnxruntime": ort.__version__,
-        },
+        provenance=dataclasses.replace(
+            provenance,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            torch=torch.__version__,
+            onnxruntime=ort.__version__,
+        ),
         parity=parity,
         metrics=dict(metrics or {}),
     )
@@ -306,28 +313,30 @@ def import_checkpoint(
     info = loaded.model.info
     model_id = model_id or info.name
     log(f"recognised {info.display} ({loaded.detection.file_layout} layout: {loaded.detection.reason})")
-    checkpoint = {
-        **checkpoint_record(checkpoint_path, None),
-        "file_layout": loaded.detection.file_layout,
-        "detected_by": loaded.detection.reason,
-        "same_architecture_as": list(loaded.detection.alternatives),
-        "dtypes": loaded.source_dtypes,
-        "notes": loaded.notes,
-        "source_url": source_url,
-    }
+    checkpoint = checkpoint_record(
+        checkpoint_path,
+        None,
+        record=ImportedCheckpoint,
+        file_layout=loaded.detection.file_layout,
+        detected_by=loaded.detection.reason,
+        same_architecture_as=tuple(loaded.detection.alternatives),
+        dtypes=tuple(loaded.source_dtypes),
+        notes=tuple(loaded.notes),
+        source_url=source_url,
+    )
     staged = staging_dir(install_root, model_id)
     try:
         architecture = mobileclip_architecture(loaded.model)
-        provenance = {"built_by": "python -m trainer import", "checkpoint": checkpoint}
+        provenance = ImportProvenance(built_by="python -m trainer import", checkpoint=checkpoint)
         card = write_mobileclip_package(
             loaded.model, staged, model_id=model_id, provenance=provenance, architecture=architecture, log=log
         )
         if library is not None:
-            kept = keep_checkpoint(checkpoint_path, library, str(checkpoint["sha256"]))
-            checkpoint["kept"] = checkpoint_record(kept, library, str(checkpoint["sha256"]))["kept"]
+            kept = keep_checkpoint(checkpoint_path, library, checkpoint.sha256)
+            checkpoint = dataclasses.replace(checkpoint, kept=checkpoint_record(kept, library, checkpoint.sha256).kept)
             log(f"kept the checkpoint as {kept} (fine-tuning rebuilds the model from it)")
         seconds = round(time.perf_counter() - started, 1)
-        provenance = {**card.provenance, "checkpoint": checkpoint, "build_seconds": seconds}
+        provenance = dataclasses.replace(card.provenance, checkpoint=checkpoint, build_seconds=seconds)
         finalize_package(staged, dataclasses.replace(card, provenance=provenance))
         return install_package(staged, install_root, model_id)
     except BaseException:

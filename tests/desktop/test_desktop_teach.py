@@ -94,7 +94,7 @@ def test_teaching_two_concepts_then_a_third_activates_and_keeps_the_lineage(
 
     store = ModelStore(indexed_library)
     card = store.load("taught-1").card  # installed, every file's hash checked
-    assert card.provenance["base"]["id"] == "starter" and card.provenance["album"]["labels"] == ["kepler", "nonna"]
+    assert card.provenance.base.id == "starter" and card.provenance.album.labels == ("kepler", "nonna")
     shown = window.teach.report_dialog
     assert shown.isVisible() and shown.concepts.topLevelItemCount() == 2
     assert shown.concepts.topLevelItem(0).font(0).bold()  # the concept just taught stands out
@@ -112,8 +112,8 @@ def test_teaching_two_concepts_then_a_third_activates_and_keeps_the_lineage(
     assert report is not None, done.args[0].log
     assert report["model_id"] == "taught-2" and report["base_id"] == "taught-1"
     card = ModelStore(indexed_library).load("taught-2").card
-    assert [step["id"] for step in card.provenance["lineage"]] == ["starter", "taught-1"]
-    assert card.provenance["album"]["labels"] == ["kepler", "nonna", "oldtown"]
+    assert [step.id for step in card.provenance.lineage] == ["starter", "taught-1"]
+    assert card.provenance.album.labels == ("kepler", "nonna", "oldtown")
 
     # The Models window tells the two apart by what each was taught, the newest concept last.
     models = open_models(qtbot, window)

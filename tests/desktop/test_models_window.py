@@ -221,7 +221,7 @@ def test_get_mobileclip_pause_resume_import_and_activate(qtbot, make_window, lib
     qtbot.waitUntil(lambda: row_text(models, "mobileclip-s0")["Name"].endswith("(active)"), timeout=WAIT_MS)
     assert "Apple" in row_text(models, "mobileclip-s0")["Licence"] and not part.exists()
     card = ModelStore(library).find("mobileclip-s0").card
-    assert card.provenance["checkpoint"]["source_url"] == served.url("mobileclip_s0.pt")
+    assert card.provenance.checkpoint.source_url == served.url("mobileclip_s0.pt")
     assert not next(a for a in models.get_menu.actions() if a.text().startswith("MobileCLIP-S0")).isEnabled()
 
 

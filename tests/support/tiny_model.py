@@ -16,6 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.model_card import EncoderSpec, ModelCard, PreprocessSpec, TokenizerSpec, ViewSpec
+from core.model_card_types import Architecture, Provenance
 from core.package_writer import finalize_package
 
 SEED = 20240612
@@ -113,11 +114,11 @@ def _card(model_id: str) -> ModelCard:
     return ModelCard(
         id=model_id,
         name="PhotoSeek test model (tiny, random weights)",
-        architecture={
-            "family": "tiny-test",
-            "image": f"{POOL}x{POOL} average pool + random linear",
-            "text": "random token embeddings, masked mean",
-        },
+        architecture=Architecture(
+            family="tiny-test",
+            image=f"{POOL}x{POOL} average pool + random linear",
+            text="random token embeddings, masked mean",
+        ),
         embedding_dim=EMBED_DIM,
         preprocess=PreprocessSpec(
             size=IMAGE_SIZE,
@@ -132,7 +133,7 @@ def _card(model_id: str) -> ModelCard:
         files={},
         license={"name": "MIT", "file": "LICENSE.txt"},
         # No timestamp: the same code builds byte-identical packages.
-        provenance={"built_by": "tests/support/tiny_model.py", "seed": SEED},
+        provenance=Provenance(built_by="tests/support/tiny_model.py", extra={"seed": SEED}),
     )
 
 

@@ -64,8 +64,8 @@ def test_finetune_installs_a_package_that_beats_the_base(
     assert {m.id for m in store.list()} == {"starter", "family"} and store.active_id() == "starter"
     card = tuned.card
     parsed, images = read_album(album)
-    assert card.provenance["base"]["id"] == "starter" and card.provenance["steps"] == 40
-    assert card.provenance["album"]["sha256"] == parsed.digest()
+    assert card.provenance.base.id == "starter" and card.provenance.steps == 40
+    assert card.provenance.album.sha256 == parsed.digest()
     assert card.parity["image_max_abs_diff"] < 1e-4 and card.parity["text_max_abs_diff"] < 1e-3
     assert card.shares_image_of is None and image_key(card) != image_key(store.find("starter").card)  # own store
 
@@ -118,8 +118,8 @@ def test_text_only_keeps_the_base_image_files_and_says_so(album: Path, library: 
     finetune(album, library, options)
     store = ModelStore(library)
     base, tuned = store.load("starter"), store.load("words")
-    assert tuned.card.architecture["finetune"]["text_only"] is True
-    assert "text_only" not in base.card.architecture.get("finetune", {})  # older cards simply lack the field
+    assert tuned.card.architecture.finetune.text_only is True
+    assert base.card.architecture.finetune is None
     image_files = {base.card.image_encoder.file} | ({base.card.image_check.views} if base.card.image_check else set())
     for file in image_files:  # byte for byte: photos embed exactly as with the base, no re-indexing needed
         assert tuned.card.files[file] == base.card.files[file]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from core.encoders import ModelPackage
+from core.model_card_types import EarlyStopRecord
 from core.model_store import ModelStore
 from tests.photo_corpus import all_photos, available_photos, materialize
 from tests.trainer.test_finetune import ALBUM
@@ -93,7 +94,7 @@ def test_activate_is_refused_for_a_model_over_the_limit_unless_forced(
     # The check is also the stop criterion: the first evaluation (step 1) is over this limit, so training stopped
     # there and the weights went back to the last ones within it, the base's: nothing was forgotten.
     provenance = store.load("refused").card.provenance
-    assert provenance["early_stop"] == {"stopped": True, "kept_step": 0} and provenance["steps"] == 1
+    assert provenance.early_stop == EarlyStopRecord(stopped=True, kept_step=0) and provenance.steps == 1
     assert recorded["after"] == pytest.approx(recorded["before"])
 
     assert main([*args, "--name", "forced", "--force"]) == 0

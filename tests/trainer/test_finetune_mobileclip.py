@@ -22,6 +22,7 @@ from skimage import data as skimage_data
 from core.encoders import ModelPackage
 from core.kept_checkpoints import keep_checkpoint
 from core.model_card import SharedImageSpec, image_key, image_side_files, sha256_file
+from core.model_card_types import EarlyStopRecord, LineageStep
 from core.model_store import ModelStore
 from core.preprocess import preprocess
 from core.tagging import TAG_TEMPLATES
@@ -99,11 +100,11 @@ def tuned(setup, tmp_path_factory: pytest.TempPathFactory):
 
 def test_import_records_and_keeps_the_checkpoint(setup) -> None:
     library, _, sha = setup
-    record = ModelStore(library).find("s0").card.provenance["checkpoint"]
-    assert record["sha256"] == sha and record["file"] == "mobileclip_s0.pt"
-    assert record["path"].endswith("downloads/mobileclip_s0.pt")  # where it was imported from (now deleted)
-    assert record["kept"] == "checkpoints/mobileclip_s0.pt"
-    assert sha256_file(library / record["kept"]) == sha
+    record = ModelStore(library).find("s0").card.provenance.checkpoint
+    assert record.sha256 == sha and record.file == "mobileclip_s0.pt"
+    assert record.path.endswith("downloads/mobileclip_s0.pt")  # where it was imported from (now deleted)
+    assert record.kept == "checkpoints/mobileclip_s0.pt"
+    assert sha256_file(library / record.kept) == sha
 
 
 def test_keep_checkpoint_reuses_copies_and_never_overwrites_another_file(tmp_path: Path) -> None:
@@ -186,14 +187,14 @@ def test_finetune_installs_a_package_core_loads(setup, tuned: Path) -> None:
     assert embedded.shape == (len(photos), 512) and np.isfinite(embedded).all()
 
     card = package.card
-    assert card.architecture["family"] == "mobileclip" and card.architecture["variant"] == "mobileclip-s0"
-    assert card.architecture["finetune"]["base"] == "s0" and card.architecture["finetune"]["labels"] == parsed.labels
-    assert card.provenance["base"]["id"] == "s0" and card.provenance["steps"] == 2
-    assert [t["id"] for t in card.provenance["teachers"]] == ["s0", "starter"]
-    assert card.provenance["lineage"] == [
-        {"id": "s0", "name": "MobileCLIP-S0", "built_by": "python -m trainer import", "checkpoint_sha256": sha,
-         "album": None}
-    ]  # fmt: skip
+    assert card.architecture.family == "mobileclip" and card.architecture.variant == "mobileclip-s0"
+    assert card.architecture.finetune.base == "s0" and card.architecture.finetune.labels == tuple(parsed.labels)
+    assert card.provenance.base.id == "s0" and card.provenance.steps == 2
+    assert [t.id for t in card.provenance.teachers] == ["s0", "starter"]
+    assert card.provenance.lineage == (
+        LineageStep(id="s0", name="MobileCLIP-S0", built_by="python -m trainer import", checkpoint_sha256=sha,
+                    album=None),
+    )  # fmt: skip
     # Before and after are core's own measurements of the two installed packages on the held-out photos.
     validation = card.metrics["album_validation"]
     assert validation["before"]["accuracy"] == pytest.approx(_zero_shot_accuracy(base, photos, parsed.labels))
@@ -201,8 +202,8 @@ def test_finetune_installs_a_package_core_loads(setup, tuned: Path) -> None:
     assert set(validation["after"]) >= {"balanced_accuracy", "recall@1", "mAP", "per_label"}
     assert 0.0 <= card.metrics["generic_concepts"]["generic_overlap@5"] <= 1.0
     assert 0.0 <= card.metrics["generic_retrieval"]["after"] <= 1.0 and card.metrics["generic_retrieval"]["photos"] >= 6
-    assert card.provenance["early_stop"] == {"stopped": False, "kept_step": 2}
-    assert card.architecture["finetune"]["text_only"] is False
+    assert card.provenance.early_stop == EarlyStopRecord(stopped=False, kept_step=2)
+    assert card.architecture.finetune.text_only is False
     assert card.parity["image_max_abs_diff"] < 1e-4 and card.parity["text_max_abs_diff"] < 1e-4
 
 
@@ -210,9 +211,9 @@ def test_finetune_installs_a_package_core_loads(setup, tuned: Path) -> None:
 def test_finetune_keeps_trainable_weights_that_match_the_package(setup, tuned: Path) -> None:
     library, album, sha = setup
     package = ModelStore(library).load("s0-family")
-    record = package.card.provenance["checkpoint"]
-    kept = library / record["kept"]
-    assert sha256_file(kept) == record["sha256"] and kept.name == "s0-family.safetensors"
+    record = package.card.provenance.checkpoint
+    kept = library / record.kept
+    assert sha256_file(kept) == record.sha256 and kept.name == "s0-family.safetensors"
 
     # Only the top of each tower moved: frozen weights are the base's, trained ones differ.
     new, old = load_file(str(kept)), load_checkpoint(library / "checkpoints" / "mobileclip_s0.pt").model.state_dict()
@@ -246,9 +247,9 @@ def test_finetune_of_a_finetune(setup, tuned: Path) -> None:
     first = ModelStore(library).load("s0-family").card
     assert report.before["accuracy"] == pytest.approx(first.metrics["album_validation"]["after"]["accuracy"])
     card = ModelStore(library).load("s0-family2").card
-    assert [step["id"] for step in card.provenance["lineage"]] == ["s0", "s0-family"]
-    assert card.provenance["lineage"][-1]["checkpoint_sha256"] == first.provenance["checkpoint"]["sha256"]
-    assert sha256_file(library / card.provenance["checkpoint"]["kept"]) == card.provenance["checkpoint"]["sha256"]
+    assert [step.id for step in card.provenance.lineage] == ["s0", "s0-family"]
+    assert card.provenance.lineage[-1].checkpoint_sha256 == first.provenance.checkpoint.sha256
+    assert sha256_file(library / card.provenance.checkpoint.kept) == card.provenance.checkpoint.sha256
     assert ModelStore(library).active_id() == "s0-family"  # no --activate this time
 
 

@@ -44,8 +44,8 @@ def test_a_fine_tune_of_a_fine_tune_is_named_by_all_its_concepts_newest_last(tmp
     first_card, second_card = store.load("taught-1").card, store.load("taught-2").card
     assert first_card.name == "PhotoSeek Starter + 'nonna', 'oldtown'"
     assert second_card.name == "PhotoSeek Starter + 'nonna', 'oldtown', 'kepler'"  # kepler came last, sorts first
-    lineage = second_card.provenance["lineage"]
-    assert [(step["id"], step["name"]) for step in lineage] == [("starter", starter), ("taught-1", first_card.name)]
-    assert [step["album"] for step in lineage] == [None, "taught-then"]
-    album = second_card.provenance["album"]
-    assert album["name"] == "taught-now" and album["labels"] == ["kepler", "nonna", "oldtown"]
+    lineage = second_card.provenance.lineage
+    assert [(step.id, step.name) for step in lineage] == [("starter", starter), ("taught-1", first_card.name)]
+    assert [step.album for step in lineage] == [None, "taught-then"]
+    album = second_card.provenance.album
+    assert album.name == "taught-now" and album.labels == ("kepler", "nonna", "oldtown")

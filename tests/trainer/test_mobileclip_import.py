@@ -278,13 +278,13 @@ def test_imported_package_matches_pytorch_in_core(name: str, imported, filled) -
     assert (card.preprocess.size, card.preprocess.mean, card.preprocess.std) == (256, (0.0,) * 3, (1.0,) * 3)
     assert card.preprocess.interpolation == "bilinear"
     assert card.tokenizer.kind == "clip-bpe" and card.embedding_dim == 512
-    assert card.provenance["checkpoint"]["sha256"] == sha256_file(checkpoint)
+    assert card.provenance.checkpoint.sha256 == sha256_file(checkpoint)
     assert card.parity["image_max_abs_diff"] < 1e-4 and card.parity["text_max_abs_diff"] < 1e-4
     assert "real photos" in card.parity["images"]
     assert "Apple" in (package_dir / card.license["file"]).read_text()
-    assert info.notes and card.architecture["notes"] == list(info.notes)
+    assert info.notes and card.architecture.notes == tuple(info.notes)
     if name.startswith("mobileclip2-"):  # the unresolved MobileCLIP2-S0/S2/B normalisation question is on record
-        assert "cannot be settled" in " ".join(card.architecture["notes"])
+        assert "cannot be settled" in " ".join(card.architecture.notes)
 
     model, photos = filled[name], real_photos()
     pixels = torch.from_numpy(np.stack([preprocess(photo, card.preprocess)[0] for photo in photos]))

@@ -66,10 +66,10 @@ def test_train_command_on_a_reinforced_dataset(tmp_path: Path, library: Path) ->
     # the library (what a later album fine-tune rebuilds the model from) and the card records the run.
     package = ModelStore(library).load("s0-run")
     card = package.card
-    assert card.provenance["built_by"] == "python -m trainer train" and card.provenance["steps"] == 2
-    assert card.provenance["teachers"] == ["starter"]
+    assert card.provenance.built_by == "python -m trainer train" and card.provenance.steps == 2
+    assert card.provenance.teachers == ("starter",)
     assert card.metrics["final_training"]["loss"] == pytest.approx(records[-1]["loss"])
-    kept = library / card.provenance["checkpoint"]["kept"]
+    kept = library / card.provenance.checkpoint.kept
     assert kept.name == "s0-run.safetensors"
     assert sha256_file(kept) == sha256_file(tmp_path / "out" / "model.safetensors")
     assert find_source_checkpoint(package, library) == kept  # what `finetune --base s0-run` starts from

@@ -9,24 +9,33 @@ from collections.abc import Mapping, Sequence
 
 from core.encoders import ModelPackage
 from core.model_card import ModelCard
+from core.model_card_types import FinetuneProvenance, InitStep, LineageStep, TrainProvenance, source_checkpoint
 
 FINETUNED_BY = "python -m trainer finetune"  # provenance.built_by of a fine-tune
 NAMED_CONCEPTS = 3  # the most recent concepts a name shows; the earlier ones are counted
 CONCEPT_CHARS = 24  # a longer concept is cut in the name (the card keeps every label whole)
 
 
-def lineage(base: ModelPackage) -> list[dict]:
+Step = InitStep | LineageStep
+
+
+def lineage(base: ModelPackage) -> tuple[Step, ...]:
     """The chain of models this one descends from, oldest first, ending with its base."""
-    earlier = base.card.provenance.get("lineage")
-    checkpoint = base.card.provenance.get("checkpoint")
-    album = base.card.provenance.get("album")
-    return [*(earlier if isinstance(earlier, list) else []), {
-        "id": base.id,
-        "name": base.card.name,
-        "built_by": base.card.provenance.get("built_by"),
-        "checkpoint_sha256": checkpoint.get("sha256") if isinstance(checkpoint, dict) else None,
-        "album": album.get("name") if isinstance(album, dict) else None,
-    }]  # fmt: skip
+    provenance = base.card.provenance
+    earlier = provenance.lineage if isinstance(provenance, TrainProvenance | FinetuneProvenance) else None
+    checkpoint = source_checkpoint(provenance)
+    album = provenance.album if isinstance(provenance, FinetuneProvenance) else None
+    return (*(earlier or ()), LineageStep(
+        id=base.id,
+        name=base.card.name,
+        built_by=provenance.built_by,
+        checkpoint_sha256=checkpoint.sha256 if checkpoint is not None else None,
+        album=album.name if album is not None else None,
+    ))  # fmt: skip
+
+
+def _finetuned(step: Step) -> bool:
+    return isinstance(step, LineageStep) and step.built_by == FINETUNED_BY
 
 
 def finetune_name(base: ModelPackage, installed: Mapping[str, ModelCard], labels: Sequence[str]) -> str:
@@ -36,7 +45,7 @@ def finetune_name(base: ModelPackage, installed: Mapping[str, ModelCard], labels
     installed adds none)."""
     steps = lineage(base)
     cards = {**installed, base.id: base.card}
-    earlier = [label for step in steps if step.get("built_by") == FINETUNED_BY for label in _labels(cards, step)]
+    earlier = [label for step in steps if _finetuned(step) for label in _labels(cards, step)]
     return concepts_name(_short(_root_name(steps, base.card.name)), [*earlier, *labels])
 
 
@@ -50,21 +59,21 @@ def concepts_name(root: str, concepts: Sequence[str], shown: int = NAMED_CONCEPT
     return f"{root} + {words}" + (f" (+{earlier} earlier)" if earlier else "")
 
 
-def _root_name(steps: list[dict], fallback: str) -> str:
+def _root_name(steps: Sequence[Step], fallback: str) -> str:
     """The name of the newest model in the chain that no fine-tune made (``fallback`` when the chain has none:
     a fine-tune made before cards kept the lineage)."""
     for step in reversed(steps):
-        if step.get("built_by") != FINETUNED_BY:
-            return str(step.get("name") or fallback)
+        if not _finetuned(step):
+            return (step.name if isinstance(step, LineageStep) else None) or fallback
     return fallback
 
 
-def _labels(cards: Mapping[str, ModelCard], step: dict) -> list[str]:
+def _labels(cards: Mapping[str, ModelCard], step: Step) -> list[str]:
     """The labels the fine-tune of one lineage step was trained on, when it is still installed."""
-    card = cards.get(str(step.get("id")))
-    album = card.provenance.get("album") if card is not None else None
-    labels = album.get("labels") if isinstance(album, dict) else None
-    return [str(label) for label in labels] if isinstance(labels, list) else []
+    card = cards.get(str(step.id))
+    provenance = card.provenance if card is not None else None
+    album = provenance.album if isinstance(provenance, FinetuneProvenance) else None
+    return list(album.labels) if album is not None else []
 
 
 def _short(name: str) -> str:

@@ -10,6 +10,7 @@ reparameterized and exported by ``mobileclip_export``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from safetensors.torch import save_file
 from core.encoders import ModelPackage
 from core.kept_checkpoints import CHECKPOINT_DIR, checkpoint_record
 from core.model_card import ModelCard
+from core.model_card_types import Architecture, MobileCLIPArchitecture, Provenance, TrainedCheckpoint, source_checkpoint
 from trainer.checkpoints import load_checkpoint
 from trainer.finetune.evaluate import zero_shot
 from trainer.finetune.forgetting import student_recall
@@ -42,7 +44,7 @@ FEATURE_BATCH = 16
 
 def is_mobileclip(base: ModelPackage) -> bool:
     """Whether a package is a MobileCLIP model (imported, trained, or a fine-tune of one)."""
-    return base.card.architecture.get("family") == "mobileclip"
+    return base.card.architecture.family == "mobileclip"
 
 
 class MobileCLIPTuner:
@@ -65,8 +67,9 @@ class MobileCLIPTuner:
         text_only: bool = False,
     ) -> None:
         self.base, self.library, self.log = base, Path(library), log
-        variant = base.card.architecture.get("variant")
-        if not isinstance(variant, str) or variant not in MODELS:
+        arch = base.card.architecture
+        variant = arch.variant if isinstance(arch, MobileCLIPArchitecture) else None
+        if variant not in MODELS:
             raise FinetuneError(f"the card of '{base.id}' names no MobileCLIP variant this version knows: {variant!r}")
         with torch.device("meta"):  # an unsupported architecture fails before any file is read
             MobileCLIPAlbumStudent(create_model(variant), image_blocks, text_layers)
@@ -86,12 +89,13 @@ class MobileCLIPTuner:
             else f"last {self.student.image_blocks} image trunk blocks, final conv and head projection trained; "
             "BatchNorm statistics frozen"
         )
+        record = source_checkpoint(self.base.card.provenance)
         return {
             "image": image,
             "text_only": self.student.text_only,
             "text": f"top {self.student.text_layers} text layers, final LayerNorm, projection and logit scale trained",
             **self.student.trainable_counts(),
-            "source_checkpoint_sha256": self.base.card.provenance["checkpoint"]["sha256"],
+            "source_checkpoint_sha256": record.sha256 if record is not None else None,
         }
 
     def _views(self, dataset_dir: Path) -> Iterator[tuple[int, list[np.ndarray], str]]:
@@ -172,7 +176,7 @@ class MobileCLIPTuner:
         queries = [self.base.card.query_template.format(c) for c in captions]
         return student_recall(inputs, torch.from_numpy(self.base.tokenizer(queries)["input_ids"]), captions)
 
-    def save_checkpoint(self, model_id: str) -> dict[str, object]:
+    def save_checkpoint(self, model_id: str) -> TrainedCheckpoint:
         """Write the train-time weights (checkpoint layout, safetensors) under a temporary name in the library's
         ``checkpoints/``; ``commit`` renames it to ``<id>.safetensors``. Returns the card's checkpoint record."""
         folder = self.library / CHECKPOINT_DIR
@@ -182,20 +186,27 @@ class MobileCLIPTuner:
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(self._partial))
         self._partial.chmod(0o644)  # readable like the package it belongs to
-        record = checkpoint_record(self._partial, self.library)
+        record = checkpoint_record(self._partial, self.library, record=TrainedCheckpoint)
         info = self.model.info
-        return {
-            **record,
-            "file": self._final.name,
-            "path": str(self._final.resolve()),
-            "kept": self._final.relative_to(self.library).as_posix(),
-            "file_layout": info.layout,
-            "variant": info.name,
-            "format": "safetensors state dict (train-time, unfused)",
-        }
+        return dataclasses.replace(
+            record,
+            file=self._final.name,
+            path=str(self._final.resolve()),
+            kept=self._final.relative_to(self.library).as_posix(),
+            file_layout=info.layout,
+            variant=info.name,
+            format="safetensors state dict (train-time, unfused)",
+        )
 
     def write_package(
-        self, staged: Path, *, model_id: str, name: str, architecture: dict, provenance: dict, check_images: list
+        self,
+        staged: Path,
+        *,
+        model_id: str,
+        name: str,
+        architecture: Architecture,
+        provenance: Provenance,
+        check_images: list,
     ) -> ModelCard:
         """Save the checkpoint, reparameterize and export the model into ``staged``; returns the provisional card."""
         self.model.cpu().eval()
@@ -203,8 +214,8 @@ class MobileCLIPTuner:
         checkpoint = self.save_checkpoint(model_id)
         note = f"Fine-tuned by PhotoSeek from '{self.base.id}' on a user's album; the terms above apply to it."
         return write_mobileclip_package(
-            self.model, staged, model_id=model_id, name=name, architecture={**architecture, "logit_scale": scale},
-            provenance={**provenance, "checkpoint": checkpoint}, license_note=note, log=self.log,
+            self.model, staged, model_id=model_id, name=name, architecture=dataclasses.replace(architecture, logit_scale=scale),
+            provenance=dataclasses.replace(provenance, checkpoint=checkpoint), license_note=note, log=self.log,
         )  # fmt: skip
 
     def commit(self) -> None:

@@ -14,6 +14,7 @@ import torch
 from core.encoders import ModelPackage
 from core.kept_checkpoints import CHECKPOINT_DIR
 from core.model_card import sha256_file
+from core.model_card_types import MobileCLIPArchitecture, source_checkpoint
 from trainer.finetune.tuner import CHECK_TEXTS, FinetuneError
 from trainer.mobileclip_export import parity_images
 from trainer.models.clip import MobileCLIP
@@ -22,11 +23,12 @@ CHECK_TOLERANCE = 1e-3  # normalised features: the rebuilt model vs the package'
 
 
 def _how_to_restore(base: ModelPackage, library: Path) -> str:
-    built_by = str(base.card.provenance.get("built_by", ""))
-    variant = base.card.architecture.get("variant", "NAME")
+    built_by = base.card.provenance.built_by
+    arch = base.card.architecture
+    variant = arch.variant if isinstance(arch, MobileCLIPArchitecture) else "NAME"
     where = f"--library {library}"
     if built_by == "python -m trainer finetune":
-        parent = base.card.architecture.get("finetune", {}).get("base", "BASE")
+        parent = arch.finetune.base if arch.finetune is not None else "BASE"
         return (
             f"run the fine-tune that made it again: python -m trainer finetune ALBUM --base {parent} --name {base.id}"
         )
@@ -44,28 +46,28 @@ def find_source_checkpoint(base: ModelPackage, library: Path) -> Path:
     Looked for where the card says it was kept (relative to ``library``), at the path it was imported from, and by
     name in ``library/checkpoints``. Raises FinetuneError saying what to run when no file with that hash is found.
     """
-    record = base.card.provenance.get("checkpoint")
-    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+    record = source_checkpoint(base.card.provenance)
+    if record is None:
         raise FinetuneError(
             f"the card of '{base.id}' records no source checkpoint, so it cannot be fine-tuned; "
             + _how_to_restore(base, library)
         )
     candidates = []
-    if record.get("kept"):
-        candidates.append(Path(library) / str(record["kept"]))
-    if record.get("path"):
-        candidates.append(Path(str(record["path"])))
-    if record.get("file"):
-        candidates.append(Path(library) / CHECKPOINT_DIR / Path(str(record["file"])).name)
+    if record.kept:
+        candidates.append(Path(library) / record.kept)
+    if record.path:
+        candidates.append(Path(record.path))
+    if record.file:
+        candidates.append(Path(library) / CHECKPOINT_DIR / Path(record.file).name)
     changed = []
     for path in dict.fromkeys(candidates):
         if path.is_file():
-            if sha256_file(path) == record["sha256"]:
+            if sha256_file(path) == record.sha256:
                 return path
             changed.append(str(path))
     found = f" ({', '.join(changed)} differ from the recorded sha256)" if changed else ""
     raise FinetuneError(
-        f"the checkpoint '{record.get('file')}' that '{base.id}' was made from is missing{found}; looked in "
+        f"the checkpoint '{record.file}' that '{base.id}' was made from is missing{found}; looked in "
         f"{', '.join(str(p) for p in dict.fromkeys(candidates))}. To fine-tune '{base.id}', "
         + _how_to_restore(base, library)
     )

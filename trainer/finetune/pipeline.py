@@ -25,6 +25,16 @@ import torch
 from PIL import Image
 
 from core.encoders import ModelPackage
+from core.model_card_types import (
+    AlbumRecord,
+    Architecture,
+    BaseRecord,
+    EarlyStopRecord,
+    FinetuneProvenance,
+    FinetuneRecord,
+    SplitRecord,
+    TeacherRecord,
+)
 from core.model_store import ModelStore
 from core.package_writer import finalize_package, install_package, staging_dir
 from core.tagging import default_vocabulary
@@ -251,30 +261,27 @@ def _train(run: _Run, reinforced: _Reinforced, val_base: np.ndarray) -> _Trained
     return _Trained(result=result, cfg=cfg, early=early)
 
 
-def _card_records(run: _Run, reinforced: _Reinforced, trained: _Trained) -> tuple[dict, dict]:
+def _card_records(run: _Run, reinforced: _Reinforced, trained: _Trained) -> tuple[FinetuneProvenance, Architecture]:
     """The new card's (provenance, architecture): where the model comes from and what trained."""
     options, base, album, labels = run.options, run.base, run.album, run.labels
     cfg, result, early, reinf, key = trained.cfg, trained.result, trained.early, reinforced.data, reinforced.key
     train_photos, val_photos, tuner = run.train_photos, run.val_photos, run.tuner
-    provenance = {
-        "built_by": "python -m trainer finetune",
-        "base": {"id": base.id, "files": base.card.files},
-        "lineage": lineage(base),
-        "album": {"name": album.root.resolve().name, "sha256": album.digest(), "labels": labels},
-        "split": {"train": len(train_photos), "validation": len(val_photos), "seed": options.seed},
-        "steps": result.step,
-        **({"early_stop": early} if early is not None else {}),
-        "teachers": [{"id": t.name, "scale": t.scale} for t in reinf.teachers],
-        "reinforced_dataset": key,
-        "loss": {"real": vars(cfg.real_weights), "synthetic": vars(cfg.syn_weights) if cfg.use_syn else None},
-        "config": cfg.to_dict(),
-        "torch": torch.__version__,
-    }
-    architecture = {
-        **base.card.architecture,
-        "finetune": {"base": base.id, "family": tuner.family, **tuner.describe(), "labels": labels},
-    }
-    return provenance, architecture
+    provenance = FinetuneProvenance(
+        built_by="python -m trainer finetune",
+        base=BaseRecord(id=base.id, files=base.card.files),
+        lineage=lineage(base),
+        album=AlbumRecord(name=album.root.resolve().name, sha256=album.digest(), labels=tuple(labels)),
+        split=SplitRecord(train=len(train_photos), validation=len(val_photos), seed=options.seed),
+        steps=result.step,
+        early_stop=EarlyStopRecord(**early) if early is not None else None,
+        teachers=tuple(TeacherRecord(id=t.name, scale=t.scale) for t in reinf.teachers),
+        reinforced_dataset=key,
+        loss={"real": vars(cfg.real_weights), "synthetic": vars(cfg.syn_weights) if cfg.use_syn else None},
+        config=cfg.to_dict(),
+        torch=torch.__version__,
+    )
+    finetune = FinetuneRecord(base=base.id, family=tuner.family, **tuner.describe(), labels=tuple(labels))
+    return provenance, dataclasses.replace(base.card.architecture, finetune=finetune)
 
 
 def _install(run: _Run, reinforced: _Reinforced, trained: _Trained, before: dict, val_base: np.ndarray) -> _Installed:

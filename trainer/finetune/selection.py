@@ -31,7 +31,7 @@ def teacher_models(store: ModelStore, base: ModelPackage, wanted: Sequence[str] 
             raise ModelPackageError(f"unknown teacher(s) {', '.join(unknown)}; installed: {', '.join(installed)}")
     out = [base]
     for model_id, model in installed.items():
-        if model_id == base.id or (wanted is None and "finetune" in model.card.architecture):
+        if model_id == base.id or (wanted is None and model.card.architecture.finetune is not None):
             continue
         if wanted is not None and model_id not in wanted:
             continue
@@ -64,9 +64,9 @@ def default_base(store: ModelStore) -> str:
     """The active model, or, when that is itself an album fine-tune, the model it was fine-tuned from: running the
     command again re-trains from the same base instead of stacking fine-tunes (``--base`` can still stack them)."""
     active = store.find(store.active_id())
-    parent = active.card.architecture.get("finetune", {}).get("base")
+    finetune = active.card.architecture.finetune
     installed = {m.id for m in store.list()}
-    return parent if isinstance(parent, str) and parent in installed else active.id
+    return finetune.base if finetune is not None and finetune.base in installed else active.id
 
 
 def new_model_id(options: FinetuneOptions, base_id: str, album: Album, store: ModelStore) -> str:
@@ -74,6 +74,6 @@ def new_model_id(options: FinetuneOptions, base_id: str, album: Album, store: Mo
     if model_id == base_id:
         raise FinetuneError(f"the fine-tuned model needs another id than its base '{base_id}'")
     for model in store.list():
-        if model.id == model_id and "finetune" not in model.card.architecture:
+        if model.id == model_id and model.card.architecture.finetune is None:
             raise FinetuneError(f"'{model_id}' is an installed model that no fine-tune made; choose another --name")
     return model_id

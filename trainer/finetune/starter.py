@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from core.encoders import ModelPackage
 from core.model_card import ModelCard, write_card
+from core.model_card_types import Architecture, Provenance
 from trainer.finetune.evaluate import zero_shot
 from trainer.finetune.forgetting import student_recall
 from trainer.finetune.reinforce import AlbumReinforcement, label_prompts
@@ -135,7 +136,7 @@ class AlbumStudent(nn.Module):
 
 def is_starter_family(base: ModelPackage) -> bool:
     """Whether a package is the starter or a fine-tune of it (ConSE image tower, MiniLM text tower)."""
-    return base.card.architecture.get("family") == "conse" and base.card.tokenizer.kind == "wordpiece"
+    return base.card.architecture.family == "conse" and base.card.tokenizer.kind == "wordpiece"
 
 
 def base_text_state(base: ModelPackage) -> dict[str, Tensor]:
@@ -156,7 +157,7 @@ def load_base_text_encoder(base: ModelPackage) -> MiniLMTextEncoder:
     """
     if not is_starter_family(base):
         raise FinetuneError(
-            f"model '{base.id}' ({base.card.architecture.get('family', 'unknown')} family) cannot be fine-tuned on an "
+            f"model '{base.id}' ({base.card.architecture.family or 'unknown'} family) cannot be fine-tuned on an "
             "album yet; use the starter model or a fine-tune of it as --base"
         )
     text = load_minilm()
@@ -230,8 +231,8 @@ def write_album_package(
     *,
     model_id: str,
     name: str,
-    architecture: dict,
-    provenance: dict,
+    architecture: Architecture,
+    provenance: Provenance,
     metrics: dict,
     previous_text_state: dict[str, torch.Tensor],
     check_pixels: np.ndarray,
@@ -278,7 +279,7 @@ def write_album_package(
         "reference": "image: base package then the adapter in numpy (normalised); text: PyTorch vs onnxruntime",
         "inputs": f"{len(check_pixels)} album photos, {len(CHECK_TEXTS)} sentences",
     }
-    provenance = {**provenance, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    provenance = dataclasses.replace(provenance, built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return dataclasses.replace(new, parity=parity, provenance=provenance, metrics=metrics)
 
 
@@ -365,7 +366,14 @@ class StarterTuner:
         return student_recall(inputs, caption_tokens(self.base, queries), captions)
 
     def write_package(
-        self, staged: Path, *, model_id: str, name: str, architecture: dict, provenance: dict, check_images: list
+        self,
+        staged: Path,
+        *,
+        model_id: str,
+        name: str,
+        architecture: Architecture,
+        provenance: Provenance,
+        check_images: list,
     ) -> ModelCard:
         """Fill ``staged`` with the package files; returns the provisional card."""
         assert self.student is not None, "student_data() runs before write_package()"

@@ -25,6 +25,7 @@ from core.model_card import (
     is_text_side_file,
     write_card,
 )
+from core.model_card_types import Architecture, MobileCLIPArchitecture, Provenance
 from trainer.finetune.reinforce import AlbumReinforcement
 from trainer.train.data import ReinforcedTensors
 
@@ -40,8 +41,9 @@ class FinetuneError(PhotoSeekError):
 
 def teacher_scale(package: ModelPackage) -> float:
     """A teacher's fixed logit scale: its card's ``logit_scale`` (MobileCLIP: 100), else the starter's value."""
-    value = package.card.architecture.get("logit_scale")
-    return float(min(value, 100.0)) if isinstance(value, int | float) and value > 0 else STARTER_TEACHER_SCALE
+    arch = package.card.architecture
+    value = arch.logit_scale if isinstance(arch, MobileCLIPArchitecture) else None
+    return float(min(value, 100.0)) if value is not None and value > 0 else STARTER_TEACHER_SCALE
 
 
 def keep_base_image_side(staged: Path, card: ModelCard, base: ModelPackage) -> ModelCard:
@@ -92,7 +94,14 @@ class Tuner(Protocol):
         """The torch student's generic caption -> photo recall@5 on a bank (key ``forgetting.GENERIC_KEY``)."""
 
     def write_package(
-        self, staged: Path, *, model_id: str, name: str, architecture: dict, provenance: dict, check_images: list
+        self,
+        staged: Path,
+        *,
+        model_id: str,
+        name: str,
+        architecture: Architecture,
+        provenance: Provenance,
+        check_images: list,
     ) -> ModelCard:
         """Fill ``staged`` with the package files; returns the provisional card (not yet hashed)."""
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from core.encoders import ModelPackage, l2_normalize
 from core.errors import ModelPackageError, PhotoSeekError
+from core.model_card_types import MobileCLIPArchitecture
 from trainer.reinforce.augment import RESAMPLE, normalize
 
 DEFAULT_LOGIT_SCALE = 100.0  # DataCompDR's fixed teacher scale, used when a model records none
@@ -95,7 +96,7 @@ class PackageTeacher(Teacher):
         card = self.package.card
         self.id = card.id
         self.dim = card.embedding_dim
-        recorded = card.architecture.get("logit_scale")
+        recorded = card.architecture.logit_scale if isinstance(card.architecture, MobileCLIPArchitecture) else None
         self.logit_scale = float(logit_scale if logit_scale is not None else recorded or DEFAULT_LOGIT_SCALE)
         self.resolution = card.preprocess.size
         self.interpolation = card.preprocess.interpolation

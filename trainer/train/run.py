@@ -173,6 +173,7 @@ def export_trained(
     """
     from core.kept_checkpoints import checkpoint_record, keep_checkpoint
     from core.model_card import sha256_file
+    from core.model_card_types import InitStep, TrainedCheckpoint, TrainingData, TrainProvenance
     from core.model_store import ModelStore
     from core.package_writer import finalize_package, install_package, staging_dir
     from trainer.checkpoints import load_checkpoint
@@ -187,21 +188,23 @@ def export_trained(
     sha = sha256_file(weights)
     kept = keep_checkpoint(weights, store.library, sha, name=f"{model_id}.safetensors")
     info = loaded.model.info
-    checkpoint = {**checkpoint_record(kept, store.library, sha), "file_layout": info.layout, "variant": info.name}
+    checkpoint = checkpoint_record(
+        kept, store.library, sha, record=TrainedCheckpoint, file_layout=info.layout, variant=info.name
+    )
     records = read_metrics(Path(cfg.out_dir) / "metrics.jsonl")
     last = next((r for r in reversed(records) if "loss" in r), {})
     data_card = read_card(Path(cfg.data)) if cfg.data else {}
     init = checkpoint_record(Path(cfg.init), None) if cfg.init else None
-    provenance = {
-        "built_by": "python -m trainer train",
-        "checkpoint": checkpoint,
-        "init": init,
-        "lineage": [{"id": None, "checkpoint": init["file"], "checkpoint_sha256": init["sha256"]}] if init else [],
-        "data": {"path": str(Path(cfg.data).resolve()) if cfg.data else None, "samples": data_card.get("samples")},
-        "teachers": [t.get("id") for t in data_card.get("teachers", []) if isinstance(t, dict)],
-        "steps": result.step if result is not None else last.get("step"),
-        "config": cfg.to_dict(),
-    }
+    provenance = TrainProvenance(
+        built_by="python -m trainer train",
+        checkpoint=checkpoint,
+        init=init,
+        lineage=(InitStep(id=None, checkpoint=init.file, checkpoint_sha256=init.sha256),) if init else (),
+        data=TrainingData(path=str(Path(cfg.data).resolve()) if cfg.data else None, samples=data_card.get("samples")),
+        teachers=tuple(t.get("id") for t in data_card.get("teachers", []) if isinstance(t, dict)),
+        steps=result.step if result is not None else last.get("step"),
+        config=cfg.to_dict(),
+    )
     metrics = {k: last[k] for k in ("step", "loss", "clip", "kd", "clip_syn", "kd_syn", "acc") if k in last}
     staged = staging_dir(store.install_dir, model_id)
     try:
