@@ -45,7 +45,9 @@ def register(commands: Any) -> None:
         "--teachers", nargs="*", metavar="ID", help="teacher models besides the base (default: every installed model "
         "that is not itself an album fine-tune; give none for the base alone)",
     )  # fmt: skip
-    finetune.add_argument("--lambda", dest="lam", type=float, help="distillation weight on the label captions (0)")
+    finetune.add_argument(
+        "--lambda", dest="lam", type=float, help="distillation weight on the label captions (0; 0.5 with --text-only)"
+    )
     finetune.add_argument("--lambda-syn", type=float, help="distillation weight on the concept captions (1)")
     finetune.add_argument("--augmentations", type=int, help="stored augmentations per photo (4)")
     finetune.add_argument("--text-layers", type=int, help="top text layers that train (2)")
