@@ -45,7 +45,9 @@ def register(commands: Any) -> None:
         "--teachers", nargs="*", metavar="ID", help="teacher models besides the base (default: every installed model "
         "that is not itself an album fine-tune; give none for the base alone)",
     )  # fmt: skip
-    finetune.add_argument("--lambda", dest="lam", type=float, help="distillation weight on the label captions (0)")
+    finetune.add_argument(
+        "--lambda", dest="lam", type=float, help="distillation weight on the label captions (0; 0.5 with --text-only)"
+    )
     finetune.add_argument("--lambda-syn", type=float, help="distillation weight on the concept captions (1)")
     finetune.add_argument("--augmentations", type=int, help="stored augmentations per photo (4)")
     finetune.add_argument("--text-layers", type=int, help="top text layers that train (2)")
@@ -54,7 +56,9 @@ def register(commands: Any) -> None:
         "--text-only", action="store_true", help="train the text side only: photos keep the base's embeddings"
     )
     finetune.add_argument("--batch-size", type=int, help="photos per step (32)")
-    finetune.add_argument("--lr", type=float, help="learning rate (1e-4 for the starter, 3e-5 for MobileCLIP)")
+    finetune.add_argument(
+        "--lr", type=float, help="learning rate (1e-4 for the starter, 5e-5 text-only; 3e-5 for MobileCLIP)"
+    )
     finetune.add_argument("--val-fraction", type=float, help="share of each label held out for validation (0.2)")
     finetune.add_argument("--seed", type=int, help="seed of the split, augmentations and training (0)")
     finetune.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (auto: GPU if present)")

@@ -240,7 +240,7 @@ def _train(run: _Run, reinforced: _Reinforced, val_base: np.ndarray) -> _Trained
     shutil.rmtree(work, ignore_errors=True)  # a fresh run: never resume another album's checkpoint
     cfg = TrainConfig(
         out_dir=str(work), steps=steps, batch_size=batch, lr=lr, weight_decay=options.weight_decay,
-        warmup=max(1, steps // 10), w_clip=1.0 - options.lam, w_kd=options.lam,
+        warmup=max(1, steps // 10), w_clip=1.0 - options.label_lambda(), w_kd=options.label_lambda(),
         syn_w_clip=1.0 - options.lam_syn, syn_w_kd=options.lam_syn, use_syn=options.use_syn, seed=options.seed,
         device=options.device, progress=options.progress, log_every=1, checkpoint_every=0,
         eval_every=max(1, steps // 10), resume=False,
