@@ -35,6 +35,10 @@ import numpy as np
 from core.errors import PhotoSeekError
 from core.scanning import PHOTO_EXTENSIONS
 
+SAMPLED_MEDIAN_MIN = 65_536  # below this many values, np.median's partition of all of them is as quick
+MEDIAN_SAMPLE = 4_096  # values sampled to bracket the median: the sample's middle sits within about 0.8 % of the
+MEDIAN_MARGIN = 128  # true middle's rank (one standard deviation), so +-128 sample ranks (4 deviations) hold it
+
 
 class QueryError(PhotoSeekError):
     """The query text cannot be understood; the message says what to fix."""
@@ -307,11 +311,31 @@ def combine(positive: np.ndarray, photos: np.ndarray) -> np.ndarray:
     return (total / norm).astype(np.float32)
 
 
+def median(values: np.ndarray) -> np.floating:
+    """np.median of a 1-D array, to the bit, without partitioning all of it: a strided sample brackets the middle,
+    and only the values inside the bracket are partitioned (a third of the time at 1M). Small arrays, and a bracket
+    that misses the middle or NaNs, take np.median itself."""
+    count = len(values)
+    if count < SAMPLED_MEDIAN_MIN:
+        return np.median(values)
+    sample = np.sort(values[:: count // MEDIAN_SAMPLE])
+    low, high = sample[len(sample) // 2 - MEDIAN_MARGIN], sample[len(sample) // 2 + MEDIAN_MARGIN]
+    below = np.count_nonzero(values < low)
+    inside = values[(values >= low) & (values <= high)]
+    above = np.count_nonzero(values > high)
+    ranks = [(count - 1) // 2 - below, count // 2 - below]  # the two middle values (the same one for an odd count)
+    if below + len(inside) + above != count or ranks[0] < 0 or ranks[1] >= len(inside):
+        return np.median(values)
+    return np.mean(np.partition(inside, ranks)[ranks])  # as np.median: their mean, in the values' own type
+
+
 def demote(scores: np.ndarray, negative_scores: np.ndarray, weight: float = 1.0) -> np.ndarray:
     """Lower each photo's score by how much more than the library's median it matches each negative term.
 
     `negative_scores` is [terms, N]. Subtracting the negative's vector from the query instead would also remove
     what the two share ("vehicle" and "motorcycle"), so photos are demoted by their own excess similarity.
     """
-    excess = negative_scores - np.median(negative_scores, axis=1, keepdims=True)
-    return scores - weight * np.clip(excess, 0.0, None).sum(axis=0)
+    medians = np.array([[median(term)] for term in negative_scores], negative_scores.dtype)
+    excess = negative_scores - medians
+    np.clip(excess, 0.0, None, out=excess)
+    return scores - weight * excess.sum(axis=0)

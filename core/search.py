@@ -164,15 +164,17 @@ class SearchEngine:
         vector = self.query_vector(query)
         if vector is None and not query.negative:
             return None
-        terms = [] if vector is None else [vector[None, :]]
+        vectors = [] if vector is None else [vector[None, :]]
         if query.negative:
-            terms.append(self.model.embed_texts(list(query.negative), as_query=True))
-        queries = np.concatenate(terms)
-        columns = self.vectors.scores(queries) if rows is None else self.vectors.scores_of(rows, queries)
+            vectors.append(self.model.embed_texts(list(query.negative), as_query=True))
+        queries = np.concatenate(vectors)
+        terms = self.vectors.scores(queries) if rows is None else self.vectors.scores_of(rows, queries)
         live = self.vectors.live
-        scores = columns[:, 0].copy() if vector is not None else np.where(live, 0.0, -np.inf).astype(np.float32)
+        scores = terms[0] if vector is not None else np.where(live, 0.0, -np.inf).astype(np.float32)
         if query.negative:
-            negatives = columns[:, 0 if vector is None else 1 :].T
+            negatives = terms[0 if vector is None else 1 :]
+            if live.all():  # the usual library: no dead row to leave out, so no copies of every row
+                return demote(scores, negatives)
             scores[live] = demote(scores[live], negatives[:, live])
         return scores
 
@@ -305,7 +307,7 @@ class SearchEngine:
         if not len(self):
             return []
         resolved = str(Path(path).expanduser().resolve())
-        scores = self.vectors.scores(self.photo_vector(Path(path))[None, :])[:, 0]
+        scores = self.vectors.scores(self.photo_vector(Path(path))[None, :])[0]
         with self._index() as index:
             exclude = frozenset({resolved, *shot_of(index, resolved).twins})
             candidates = int(np.isfinite(scores).sum()) if min_score is None else int((scores >= min_score).sum())

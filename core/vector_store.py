@@ -30,7 +30,7 @@ import numpy as np
 
 from core.errors import LibraryError
 from core.model_card import ModelCard, image_key
-from core.scoring import score_rows
+from core.scoring import score_terms
 
 STORE_DIR = "vectors"
 ROW_DTYPE = np.dtype(np.float16)
@@ -67,16 +67,17 @@ class VectorSnapshot:
         return int(np.count_nonzero(self.live))
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
-        """float32 [rows, K] cosine scores for unit queries [K, dim]; dead rows score -inf."""
-        scores = score_rows(self.matrix, queries)
-        scores[~self.live] = -np.inf
+        """float32 [K, rows] cosine scores for unit queries [K, dim], a query's scores contiguous; dead rows -inf."""
+        scores = score_terms(self.matrix, queries)
+        if not self.live.all():
+            scores[:, ~self.live] = -np.inf
         return scores
 
     def scores_of(self, rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        """float32 [rows, K] scores of some rows only (a filter's), read where they lie; the rest score -inf."""
-        scores = np.full((len(self.live), len(np.atleast_2d(queries))), -np.inf, np.float32)
+        """float32 [K, rows] scores of some rows only (a filter's), read where they lie; the rest score -inf."""
+        scores = np.full((len(np.atleast_2d(queries)), len(self.live)), -np.inf, np.float32)
         picked = np.sort(rows[self.live[rows]])  # in file order: the pages of the memory map are read once, forwards
-        scores[picked] = score_rows(self.matrix[picked], queries)
+        scores[:, picked] = score_terms(self.matrix[picked], queries)
         return scores
 
     def vector(self, row: int) -> np.ndarray:

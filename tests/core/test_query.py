@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from core.errors import PhotoSeekError
-from core.query import ParsedQuery, QueryError, combine, demote, parse_query
+from core.query import (
+    MEDIAN_SAMPLE,
+    SAMPLED_MEDIAN_MIN,
+    ParsedQuery,
+    QueryError,
+    combine,
+    demote,
+    median,
+    parse_query,
+)
 from core.scanning import scan
 
 
@@ -276,6 +285,33 @@ def test_demote_lowers_only_photos_that_match_the_negative_more_than_usual() -> 
     assert int(np.argmax(out)) == 0  # the best photo without the negative wins
     assert out[1] < scores[1] and out[0] == scores[0] and out[3] == scores[3]
     assert np.all(demote(scores, negative, weight=2.0) <= out)
+
+
+@pytest.mark.parametrize("count", [9, SAMPLED_MEDIAN_MIN - 1, SAMPLED_MEDIAN_MIN, 100_001, 300_000])
+@pytest.mark.parametrize("kind", ["scores", "sorted", "ties", "constant", "strided outliers", "nan"])
+def test_median_is_numpys_to_the_bit(count: int, kind: str) -> None:
+    values = (np.random.default_rng(count).standard_normal(count) * 0.1).astype(np.float32)
+    if kind == "sorted":
+        values.sort()
+    elif kind == "ties":
+        values = np.round(values, 2)
+    elif kind == "constant":
+        values[:] = 0.25
+    elif kind == "strided outliers":  # every sampled value is an outlier: the sample's bracket misses the middle
+        values[:: max(1, count // MEDIAN_SAMPLE)] = 5.0
+    elif kind == "nan":
+        values[count // 2] = np.nan
+    expected = np.median(values)
+    assert median(values).dtype == expected.dtype
+    np.testing.assert_array_equal(median(values), expected)  # NaN equals NaN here
+
+
+def test_demote_measures_the_excess_from_each_terms_median() -> None:
+    rng = np.random.default_rng(11)
+    scores = rng.standard_normal(SAMPLED_MEDIAN_MIN * 2).astype(np.float32)
+    negatives = (rng.standard_normal((2, len(scores))) * 0.1 + [[0.1], [0.3]]).astype(np.float32)
+    excess = np.clip(negatives - np.median(negatives, axis=1, keepdims=True), 0.0, None)
+    np.testing.assert_array_equal(demote(scores, negatives), scores - excess.sum(axis=0))
 
 
 def test_only_negatives_ranks_by_least_similar() -> None:

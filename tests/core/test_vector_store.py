@@ -17,8 +17,8 @@ from core.index_db import PhotoIndex, PhotoRecord
 from core.index_schema import MIGRATIONS
 from core.metadata import PhotoMeta
 from core.model_card import read_card
-from core.query import parse_query
-from core.scoring import score_rows, scoring_graph
+from core.query import SAMPLED_MEDIAN_MIN, parse_query
+from core.scoring import MAX_TERMS, score_rows, score_terms, scoring_graph, terms_graph
 from core.search import SearchEngine
 from core.tagging import Tagger
 from core.vector_store import COMPACT_MIN_DEAD
@@ -43,13 +43,43 @@ def _stored(index: PhotoIndex, model_id: str = "m") -> dict[str, np.ndarray]:
     return dict(zip(index.paths_of(store.ids[rows]), store.matrix[rows].astype(np.float32), strict=True))
 
 
-def test_scoring_graph_is_valid_onnx_and_exact() -> None:
+def test_scoring_graphs_are_valid_onnx_and_exact() -> None:
     onnx.checker.check_model(onnx.load_from_string(scoring_graph()), full_check=True)
+    onnx.checker.check_model(onnx.load_from_string(terms_graph(3)), full_check=True)
     rng = np.random.default_rng(0)
     rows = _unit(rng, 70_000, 24).astype(np.float16)  # more than one chunk
-    queries = _unit(rng, 3, 24)
-    np.testing.assert_allclose(score_rows(rows, queries), rows.astype(np.float32) @ queries.T, atol=1e-6)
-    assert score_rows(rows[:0], queries).shape == (0, 3)
+    queries = _unit(rng, MAX_TERMS + 1, 24)
+    exact = rows.astype(np.float32) @ queries.T
+    np.testing.assert_allclose(score_rows(rows, queries[:3]), exact[:, :3], atol=1e-6)
+    assert score_rows(rows[:0], queries[:3]).shape == (0, 3)
+    for terms in range(1, MAX_TERMS + 2):  # one product per term, then the matrix product past MAX_TERMS
+        np.testing.assert_allclose(score_terms(rows, queries[:terms]), exact[:, :terms].T, atol=1e-6)
+    assert np.array_equal(score_terms(rows, queries[0]), score_rows(rows, queries[0]).T)  # a plain query: same bits
+    assert score_terms(rows[:0], queries[:2]).shape == (2, 0)
+
+
+def test_a_negative_term_scores_as_numpy_does_with_and_without_dead_rows(tmp_path: Path, tiny_package_dir: Path):
+    """A query with a negative term, on a store past the size where the median is bracketed by a sample, scores
+    each photo as the float32 product does, demoted by its excess over the live photos' median."""
+    model = ModelPackage(tiny_package_dir)
+    rng = np.random.default_rng(9)
+    count = SAMPLED_MEDIAN_MIN + 5_001
+    paths = [f"/p/{i:06d}.jpg" for i in range(count)]
+    query = parse_query("a dog on a beach -leash")
+    positive, negative = (model.embed_texts([text], as_query=True)[0] for text in ("a dog on a beach", "leash"))
+    with PhotoIndex(tmp_path) as index:
+        key = index.vectors.key_for(model.card)
+        index.save_batch(key, [_record(path) for path in paths], _unit(rng, count, model.dim))
+        for dead in (False, True):
+            if dead:
+                index.remove_paths(paths[::3])
+            snapshot = index.vector_snapshot(key, model.dim)
+            assert snapshot.live.all() != dead
+            matrix = snapshot.matrix.astype(np.float32)
+            against = matrix @ negative
+            excess = np.clip(against - np.median(against[snapshot.live]), 0.0, None)
+            expected = np.where(snapshot.live, matrix @ positive - excess, -np.inf)
+            np.testing.assert_allclose(SearchEngine(index, model).scores(query), expected, atol=1e-5)
 
 
 def test_rows_count_only_once_their_batch_commits(tmp_path: Path) -> None:
@@ -217,7 +247,7 @@ def test_a_narrow_filter_scores_its_own_rows_as_the_whole_pass_would(
         expected = np.full(len(snapshot.live), -np.inf, np.float32)
         alive = some[snapshot.live[some]]
         expected[alive] = snapshot.matrix[alive].astype(np.float32) @ query[0]
-        np.testing.assert_allclose(snapshot.scores_of(some, query)[:, 0], expected, atol=1e-6)
+        np.testing.assert_allclose(snapshot.scores_of(some, query)[0], expected, atol=1e-6)
         engine = SearchEngine(index, model)
     narrow = [(h.path, h.score) for h in engine.run(parse_query("a photo year:2000"), top=50)]
     monkeypatch.setattr("core.search.NARROW_FILTER_SHARE", 0.0)  # the whole pass
