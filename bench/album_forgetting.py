@@ -17,9 +17,9 @@ reinforced dataset is built once and reused) and reports, as core runs the insta
 Variants: ``reinforced`` (the default loss: labels contrastive, concept captions distilled from the stored
 teacher embeddings), ``plain`` (no concept captions, no teacher), ``text_only`` (the image side stays the base's; its
 label captions half-distilled towards the label prototypes, the default), ``text_only_contrastive`` (the same with
-labels learnt contrastively only, ``lam`` 0; with ``--lr 1e-4`` the text-only default before), and each with the early stop on the forgetting
-check (``+stop``). With a small bank one photo moves R@5 by 1/photos: read the figures with the photo counts
-printed beside them.
+labels learnt contrastively only, ``lam`` 0; with ``--lr 1e-4`` the text-only default before), and each with the
+early stop on the forgetting check (``+stop``). With a small bank one photo moves R@5 by 1/photos: read the figures
+with the photo counts printed beside them.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def run_variant(name: str, album: Path, bank_dir: Path, cache: Path, args: argpa
         (library / "models" / "starter").symlink_to(starter_package(), target_is_directory=True)
         (library / "cache").symlink_to(cache, target_is_directory=True)
         options = FinetuneOptions(
-            steps=args.steps, lr=args.lr, val_fraction=0.5, seed=args.seed, generic_bank=bank_dir, model_id="tuned", teachers=[],
-            **VARIANTS[name],
+            steps=args.steps, lr=args.lr, val_fraction=0.5, seed=args.seed, generic_bank=bank_dir, model_id="tuned",
+            teachers=[], **VARIANTS[name],
         )  # fmt: skip
         torch.manual_seed(args.seed)
         start = time.perf_counter()

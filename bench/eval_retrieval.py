@@ -1,6 +1,7 @@
 """Text -> image retrieval, tagging and embedding cost on the real-photo corpus, for one or more model packages.
 
-    python bench/eval_retrieval.py [--model starter] [--library DIR] [--package DIR ...] [--template "{}"] [--tag-errors]
+    python bench/eval_retrieval.py [--model starter] [--library DIR] [--package DIR ...] [--template "{}"]
+                                   [--tag-errors]
 
 Each photo's caption is a query whose correct answer is its own photo: R@1, R@5 and R@10 overall and per query
 group (people, night / dusk, black and white, indoor, animals, other; tests/photo_corpus_tags.py), with a random
@@ -102,7 +103,8 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
 
 
 def generic_words(model: ModelPackage, photos: list[CorpusPhoto], images: np.ndarray) -> str:
-    """Mean average precision of generic-word queries ("a photo of an animal"): photos tagged with the word are right."""
+    """Mean average precision of generic-word queries ("a photo of an animal"): photos tagged with the word are
+    right."""
     queries = model.embed_texts(list(GENERIC_QUERIES.values()), as_query=True) @ images.T
     aps = {
         word: average_precision(row, np.array([word in p.tags for p in photos]))

@@ -6,9 +6,9 @@ For every tower it runs the classifier (PyTorch) on each photo's two views, then
 ConSE plus each evidence source (trainer/starter/evidence.py) at several weights, and the combination the build uses:
 caption -> photo R@1/5/10 overall and per query group, and tag precision / recall against the person-given tags
 (core's tagger rule: z >= 2.5 among the 8 best). Every figure is given for all photos and for two halves split
-by query group (seeded), so a weight is chosen on one half and checked on the other. The text side (class, concept, caption and tag embeddings) is the
-package's MiniLM text encoder. This is how trainer/starter/build.py's weights were chosen; the numbers in its
-comments come from this script. Set PHOTOSEEK_CORPUS_ROOTS as for bench/eval_retrieval.py.
+by query group (seeded), so a weight is chosen on one half and checked on the other. The text side (class, concept,
+caption and tag embeddings) is the package's MiniLM text encoder. This is how trainer/starter/build.py's weights were
+chosen; the numbers in its comments come from this script. Set PHOTOSEEK_CORPUS_ROOTS as for bench/eval_retrieval.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Run ``python -m core`` (or ``-m desktop``) in a child process where torch cannot be imported (tests/support/no_torch)."""
+"""Run ``python -m core`` (or ``-m desktop``) in a child process where torch cannot be imported
+(tests/support/no_torch)."""
 
 from __future__ import annotations
 

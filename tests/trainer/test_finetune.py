@@ -123,7 +123,8 @@ def test_text_only_keeps_the_base_image_files_and_says_so(album: Path, library: 
     assert tuned.card.architecture.finetune.text_only is True
     assert base.card.architecture.finetune is None
     # Text-only half-distils the label captions towards their photos' prototypes by default (README: the teach
-    # album's held-out mAP gain +0.26 -> +0.36 on its bench split, no lower on two others); an explicit --lambda still wins.
+    # album's held-out mAP gain +0.26 -> +0.36 on its bench split, no lower on two others); an explicit --lambda
+    # still wins.
     assert tuned.card.provenance.loss["real"] == {"clip": 0.5, "kd": 0.5}
     assert tuned.card.provenance.config["lr"] == 5e-5  # and at half the full fine-tune's rate
     assert FinetuneOptions(text_only=True, lam=0.0).label_lambda() == 0.0

@@ -144,7 +144,8 @@ class MobileCLIPTuner:
             flush()
         data = ReinforcedTensors(
             inputs=features, image_emb=reinf.image_emb, caption_tokens=torch.arange(len(reinf.captions)),
-            caption_emb=reinf.distill_caption_emb(), real=reinf.real, syn=reinf.syn, labels=reinf.labels, keys=reinf.keys,
+            caption_emb=reinf.distill_caption_emb(), real=reinf.real, syn=reinf.syn, labels=reinf.labels,
+            keys=reinf.keys,
         )  # fmt: skip
         return self.student, data
 
@@ -214,7 +215,8 @@ class MobileCLIPTuner:
         checkpoint = self.save_checkpoint(model_id)
         note = f"Fine-tuned by PhotoSeek from '{self.base.id}' on a user's album; the terms above apply to it."
         return write_mobileclip_package(
-            self.model, staged, model_id=model_id, name=name, architecture=dataclasses.replace(architecture, logit_scale=scale),
+            self.model, staged, model_id=model_id, name=name,
+            architecture=dataclasses.replace(architecture, logit_scale=scale),
             provenance=dataclasses.replace(provenance, checkpoint=checkpoint), license_note=note, log=self.log,
         )  # fmt: skip
 

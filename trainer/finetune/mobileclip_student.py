@@ -4,13 +4,13 @@ are computed once and cached.
 What trains, and why (CPU first, the same on a GPU):
 
 * Image tower (MCi / FastViT): the stem and the first stages stay frozen; the last ``image_blocks`` units of the trunk
-  (default 2: the last two attention blocks; downsamplers and position encodings count as units), the final conv
-  and the head projection train. The early stages compute generic edges and textures that a few hundred album photos cannot improve, and
-  they run at high resolution, so back-propagating through them would cost most of a step. The last stage works on
-  an 8x8 grid at 256 px and is where a photo becomes "what it shows": that is where a pet's or a place's look has
-  to be told apart. Because the frozen part is a fixed function, its output is computed once per stored
-  augmentation (``frozen_image_features``) and training runs only the trainable tail, which is what makes
-  fine-tuning fast on a 2-core CPU.
+  (default 2: the last two attention blocks; downsamplers and position encodings count as units), the final conv and the
+  head projection train. The early stages compute generic edges and textures that a few hundred album photos cannot
+  improve, and they run at high resolution, so back-propagating through them would cost most of a step. The last stage
+  works on an 8x8 grid at 256 px and is where a photo becomes "what it shows": that is where a pet's or a place's look
+  has to be told apart. Because the frozen part is a fixed function, its output is computed once per stored augmentation
+  (``frozen_image_features``) and training runs only the trainable tail, which is what makes fine-tuning fast on a
+  2-core CPU.
 * BatchNorm: every layer stays in eval mode while training. The running statistics of a pre-trained model are
   better estimates than a 32-photo batch gives, training-mode BN would make the trained function differ from the
   exported one, and reparameterization folds exactly those statistics into the inference convs.

@@ -384,7 +384,8 @@ class StarterTuner:
         check_pixels = np.stack([self.base.preprocess(image) for image in check_images[:4]])
         return write_album_package(
             self.student, self.base, staged, model_id=model_id, name=name, architecture=architecture,
-            provenance=provenance, metrics={}, previous_text_state=base_text_state(self.base), check_pixels=check_pixels,
+            provenance=provenance, metrics={}, previous_text_state=base_text_state(self.base),
+            check_pixels=check_pixels,
         )  # fmt: skip
 
     def commit(self) -> None:
