@@ -5,14 +5,17 @@ frozen bundle runs the same option in tests/desktop/test_desktop_package.py)."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core.library import Library
-from tests.support.core_process import run_without_torch
+from tests.acceptance.terminal import run_in_terminal
+from tests.support.core_process import run_without_torch, without_torch_env
 from tests.support.golden_checkpoints import features, golden, golden_arrays, save_safetensors
+from tests.support.paths import REPO
 
 BOUND = 1e-4  # max abs difference of normalised features, as for `python -m core models import`
 
@@ -20,10 +23,11 @@ BOUND = 1e-4  # max abs difference of normalised features, as for `python -m cor
 @pytest.mark.slow
 def test_import_model_installs_a_checkpoint_and_a_package_folder(tmp_path: Path) -> None:
     checkpoint = save_safetensors(golden_arrays("S0"), tmp_path / "mobileclip_s0.safetensors")
-    library = tmp_path / "library"
-    done = run_without_torch("--import-model", str(checkpoint), library=library, module="desktop")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Installed the model 'mobileclip-s0'" in done.stdout and "File > Models" in done.stdout
+    library = tmp_path / "library"  # the default library: the command as README writes it, under a terminal
+    command = [sys.executable, "-m", "desktop", "--import-model", str(checkpoint)]
+    shown = run_in_terminal(command, env=without_torch_env(library, as_home=True), cwd=REPO)
+    assert shown.returncode == 0, shown.describe()
+    assert "Installed the model 'mobileclip-s0'" in shown.output and "File > Models" in shown.output
     ref = golden("S0")
     image, text = features(library / "models" / "mobileclip-s0", ref)
     assert np.abs(image - ref["reparam/image_features_normalized"]).max() <= BOUND
