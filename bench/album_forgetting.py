@@ -1,12 +1,14 @@
 """What an album fine-tune teaches and what it forgets, per lever, through ``finetune`` as the CLI runs it.
 
-    python bench/album_forgetting.py [--steps N] [--seed 0] [--album DIR --bank DIR] [--json OUT]
+    python bench/album_forgetting.py [--steps N] [--seed 0] [--teach-album | --album DIR --bank DIR] [--json OUT]
 
 Album: label folders of real corpus photos (tests/photo_corpus.py) grouped under made-up words (the groups of
-bench/train_efficiency.py with at least 3 photos here), half of each label held out. Generic bank: every other
-available corpus photo with its caption, so none is in the album. Or your own --album and --bank (a folder of
-photos with ``<name>.txt`` captions). Each variant fine-tunes the starter from scratch in a fresh library (the
-reinforced dataset is built once and reused) and reports, as core runs the installed packages:
+bench/train_efficiency.py with at least 3 photos here), half of each label held out. With ``--teach-album``: the
+app's teach album instead (bench/teach_from_app.py: 4 concepts x 15 photos made from the PyPI photos, a fifth of each
+held out as the app does). Generic bank: every other available corpus photo with its caption, so none is in the
+album (set PHOTOSEEK_CORPUS_ROOTS, tools/fetch_corpus_roots.sh, for the full corpus). Or your own --album and --bank
+(a folder of photos with ``<name>.txt`` captions). Each variant fine-tunes the starter from scratch in a fresh
+library (the reinforced dataset is built once and reused) and reports, as core runs the installed packages:
 
 * held-out album mAP (bare label as the query) and accuracy, before -> after;
 * generic caption -> photo R@5 (the forgetting check, limit 0.01) and R@1 on the bank, before -> after;
@@ -16,10 +18,11 @@ reinforced dataset is built once and reused) and reports, as core runs the insta
 
 Variants: ``reinforced`` (the default loss: labels contrastive, concept captions distilled from the stored
 teacher embeddings), ``plain`` (no concept captions, no teacher), ``text_only`` (the image side stays the base's; its
-label captions half-distilled towards the label prototypes, the default), ``text_only_contrastive`` (the same with
-labels learnt contrastively only, ``lam`` 0; with ``--lr 1e-4`` the text-only default before), and each with the
-early stop on the forgetting check (``+stop``). With a small bank one photo moves R@5 by 1/photos: read the figures
-with the photo counts printed beside them.
+label captions half-distilled towards the label prototypes and generic captions held by the text anchor, the
+default), ``text_only_unanchored`` (the same without the anchor, ``--anchor 0``), ``text_only_contrastive`` (without
+the anchor and with labels learnt contrastively only, ``lam`` 0; with ``--lr 1e-4`` the text-only default before),
+and each with the early stop on the forgetting check (``+stop``). With a small bank one photo moves R@5 by
+1/photos: read the figures with the photo counts printed beside them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import cpu_name  # noqa: E402
+from bench.teach_from_app import CONCEPTS, make_photos  # noqa: E402
 from bench.train_efficiency import GROUPS, starter_package  # noqa: E402
 from core.model_store import ModelStore  # noqa: E402
 from tests.photo_corpus import all_photos, available_photos, materialize  # noqa: E402
@@ -50,7 +54,12 @@ VARIANTS: dict[str, dict] = {
     "reinforced": {"early_stop": False},
     "plain": {"early_stop": False, "use_syn": False},
     "text_only": {"early_stop": False, "text_only": True},
-    "text_only_contrastive": {"early_stop": False, "text_only": True, "lam": 0.0},  # before lam 0.5 was its default
+    "text_only_unanchored": {
+        "early_stop": False,
+        "text_only": True,
+        "anchor": 0.0,
+    },  # before the anchor was its default
+    "text_only_contrastive": {"early_stop": False, "text_only": True, "lam": 0.0, "anchor": 0.0},  # before lam 0.5
     "reinforced+stop": {"early_stop": True},
     "plain+stop": {"early_stop": True, "use_syn": False},
     "text_only+stop": {"early_stop": True, "text_only": True},
@@ -67,10 +76,27 @@ def make_album_and_bank(dest: Path) -> tuple[Path, Path]:
         if len(chosen) >= MIN_PER_LABEL:
             materialize(dest / "album" / label, chosen, max_side=512)
             used.update(chosen)
-    captions = {p.name: p.caption for p in all_photos()}
-    for name, path in materialize(dest / "bank", sorted(have - used), max_side=512).items():
-        path.with_suffix(".txt").write_text(captions[name] + "\n", encoding="utf-8")
+    write_bank(dest / "bank", sorted(have - used))
     return dest / "album", dest / "bank"
+
+
+def make_teach_album_and_bank(dest: Path) -> tuple[Path, Path]:
+    """The app's teach album (15 photos per concept) and, as the bank, every available photo none of it comes from."""
+    (dest / "photos").mkdir()
+    for concept, paths in make_photos(dest / "photos", per_concept=15).items():
+        (dest / "album" / concept).mkdir(parents=True)
+        for path in paths:
+            path.rename(dest / "album" / concept / path.name)
+    used = {name for names in CONCEPTS.values() for name in names}
+    write_bank(dest / "bank", sorted({p.name for p in available_photos()} - used))
+    return dest / "album", dest / "bank"
+
+
+def write_bank(dest: Path, names: list[str]) -> None:
+    """The named corpus photos with their captions beside them (``<name>.txt``)."""
+    captions = {p.name: p.caption for p in all_photos()}
+    for name, path in materialize(dest, names, max_side=512).items():
+        path.with_suffix(".txt").write_text(captions[name] + "\n", encoding="utf-8")
 
 
 def bank_recall(store: ModelStore, model_id: str, bank) -> dict[str, float]:
@@ -88,8 +114,9 @@ def run_variant(name: str, album: Path, bank_dir: Path, cache: Path, args: argpa
         (library / "models" / "starter").symlink_to(starter_package(), target_is_directory=True)
         (library / "cache").symlink_to(cache, target_is_directory=True)
         options = FinetuneOptions(
-            steps=args.steps, lr=args.lr, val_fraction=0.5, seed=args.seed, generic_bank=bank_dir, model_id="tuned",
-            teachers=[], **VARIANTS[name],
+            steps=args.steps, lr=args.lr, val_fraction=args.val_fraction, seed=args.seed, generic_bank=bank_dir,
+            model_id="tuned", teachers=[],
+            **{**VARIANTS[name], **({"anchor": args.anchor} if args.anchor is not None else {})},
         )  # fmt: skip
         torch.manual_seed(args.seed)
         start = time.perf_counter()
@@ -119,15 +146,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="optimiser steps (default: the starter's, 300)")
     parser.add_argument("--lr", type=float, help="learning rate (default: the starter's, 1e-4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
+    parser.add_argument("--anchor", type=float, help="text-anchor weight for every variant (default: each variant's)")
+    parser.add_argument("--teach-album", action="store_true", help="the app's 60-photo teach album")
+    parser.add_argument("--val-fraction", type=float, help="share held out per label (default 0.5; 0.2, the app's, "
+                        "with --teach-album)")  # fmt: skip
     parser.add_argument("--album", type=Path, help="your own album (needs --bank)")
     parser.add_argument("--bank", type=Path, help="your own generic bank: photos with <name>.txt captions")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
-    if (args.album is None) != (args.bank is None):
-        parser.error("--album and --bank go together")
+    if (args.album is None) != (args.bank is None) or (args.album and args.teach_album):
+        parser.error("--album and --bank go together, and without --teach-album")
+    if args.val_fraction is None:
+        args.val_fraction = FinetuneOptions.val_fraction if args.teach_album else 0.5
     with tempfile.TemporaryDirectory(prefix="album-forgetting-") as tmp:
-        album, bank_dir = (args.album, args.bank) if args.album else make_album_and_bank(Path(tmp))
+        if args.album:
+            album, bank_dir = args.album, args.bank
+        else:
+            album, bank_dir = (make_teach_album_and_bank if args.teach_album else make_album_and_bank)(Path(tmp))
         bank = read_generic_bank(bank_dir)
         cache = Path(tmp) / "cache"
         cache.mkdir()

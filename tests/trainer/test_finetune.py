@@ -69,6 +69,7 @@ def test_finetune_installs_a_package_that_beats_the_base(
     assert card.parity["image_max_abs_diff"] < 1e-4 and card.parity["text_max_abs_diff"] < 1e-3
     assert card.shares_image_of is None and image_key(card) != image_key(store.find("starter").card)  # own store
     assert card.provenance.loss["real"] == {"clip": 1.0, "kd": 0.0}  # a full fine-tune learns labels contrastively
+    assert "text_anchor" not in card.provenance.loss
     assert card.provenance.config["lr"] == 1e-4
 
     # Independent of the trainer's own numbers: core runs both packages on the held-out photos.
@@ -113,6 +114,7 @@ def test_second_run_reuses_the_dataset_and_activates(album: Path, library: Path)
 
 
 def test_text_only_keeps_the_base_image_files_and_says_so(album: Path, library: Path) -> None:
+    from trainer.finetune.anchor import anchor_captions
     from trainer.finetune.options import FinetuneOptions
     from trainer.finetune.pipeline import finetune
 
@@ -127,6 +129,9 @@ def test_text_only_keeps_the_base_image_files_and_says_so(album: Path, library: 
     # still wins.
     assert tuned.card.provenance.loss["real"] == {"clip": 0.5, "kd": 0.5}
     assert tuned.card.provenance.config["lr"] == 5e-5  # and at half the full fine-tune's rate
+    # and with the text anchor over the default vocabulary's prompts and scenes (a full fine-tune has none)
+    anchor = tuned.card.provenance.loss["text_anchor"]
+    assert anchor["weight"] == 30.0 and anchor["captions"] == len(anchor_captions())
     assert FinetuneOptions(text_only=True, lam=0.0).label_lambda() == 0.0
     image_files = {base.card.image_encoder.file} | ({base.card.image_check.views} if base.card.image_check else set())
     for file in image_files:  # byte for byte: photos embed exactly as with the base, no re-indexing needed

@@ -49,6 +49,10 @@ def register(commands: Any) -> None:
         "--lambda", dest="lam", type=float, help="distillation weight on the label captions (0; 0.5 with --text-only)"
     )
     finetune.add_argument("--lambda-syn", type=float, help="distillation weight on the concept captions (1)")
+    finetune.add_argument(
+        "--anchor", type=float, help="weight of the text anchor that keeps generic captions in place (30 for a "
+        "text-only fine-tune of the starter, else 0)",
+    )  # fmt: skip
     finetune.add_argument("--augmentations", type=int, help="stored augmentations per photo (4)")
     finetune.add_argument("--text-layers", type=int, help="top text layers that train (2)")
     finetune.add_argument("--image-blocks", type=int, help="last image trunk blocks that train, MobileCLIP bases (2)")
@@ -104,7 +108,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
     chosen = {
         "base": args.base, "model_id": args.name, "steps": args.steps, "epochs": args.epochs, "lam": args.lam,
-        "lam_syn": args.lambda_syn, "augmentations": args.augmentations, "batch_size": args.batch_size,
+        "lam_syn": args.lambda_syn, "anchor": args.anchor, "augmentations": args.augmentations,
+        "batch_size": args.batch_size,
         "lr": args.lr, "val_fraction": args.val_fraction, "seed": args.seed, "device": args.device,
         "train_layers": args.text_layers, "image_blocks": args.image_blocks, "max_forgetting": args.max_forgetting,
         "generic_bank": Path(args.generic_bank) if args.generic_bank else None,

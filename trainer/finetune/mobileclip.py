@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,7 @@ class MobileCLIPTuner:
     # distillation on concept captions pulls towards the teachers, so the rate is not lowered further.
     default_lr = 3e-5
     default_steps = 100  # S0 at batch 32 on 2 CPU cores: ~0.8 s a step, plus ~0.08 s per stored augmentation
+    default_anchor = 0.0  # the text anchor is measured on the starter only (no real MobileCLIP weights here)
 
     def __init__(
         self,
@@ -114,10 +115,18 @@ class MobileCLIPTuner:
                 yield index, views, sample.label
                 index += 1
 
-    def student_data(self, reinf: AlbumReinforcement, dataset_dir: Path, device: torch.device, log: Log):
-        """The student and its data: cached frozen features of every stored augmentation, caption-table rows."""
+    def student_data(
+        self,
+        reinf: AlbumReinforcement,
+        dataset_dir: Path,
+        device: torch.device,
+        log: Log,
+        extra_captions: Sequence[str] = (),
+    ):
+        """The student and its data: cached frozen features of every stored augmentation, caption-table rows (the
+        ``extra_captions`` after the dataset's)."""
         self.student.to(device)
-        tokens = self.base.tokenizer(list(reinf.captions))
+        tokens = self.base.tokenizer([*reinf.captions, *extra_captions])
         self.student.cache_captions(torch.from_numpy(tokens["input_ids"]), torch.from_numpy(tokens["eot_index"]))
         n, k = reinf.image_emb.shape[:2]
         log(f"computing the frozen image features of {n * k} stored augmentations")

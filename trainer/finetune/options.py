@@ -26,7 +26,9 @@ class FinetuneOptions:
     label's text towards where its photos lie: on the app's teach album the held-out mAP gain rose from +0.26 to +0.36,
     and was no lower on two other splits, with the starter's text-only rate 5e-5 keeping as many everyday concepts;
     README, "Measured here"). The teachers are distilled on the synthetic captions (``lam_syn = 1``), which keeps the
-    generic knowledge. ``lr`` and ``steps`` default to the base family's values (starter: 1e-4, the usual BERT
+    generic knowledge. ``anchor`` weighs the text anchor (``trainer.finetune.anchor``: generic captions held where
+    the base put them); None is the base family's default (the starter's text-only fine-tunes: ``TEXT_ONLY_ANCHOR``,
+    otherwise 0, no anchor). ``lr`` and ``steps`` default to the base family's values (starter: 1e-4, the usual BERT
     fine-tuning rate, 5e-5 text-only, and 300 steps; MobileCLIP: 3e-5 and 100 steps), with 10% warm-up. ``train_layers``
     top text layers train in both families; ``image_blocks`` trailing image trunk blocks train in a MobileCLIP base;
     ``text_only`` keeps the whole image side of the base (the card then says ``architecture.finetune.text_only``: photos
@@ -45,6 +47,7 @@ class FinetuneOptions:
     weight_decay: float = 0.05
     lam: float | None = None
     lam_syn: float = 1.0
+    anchor: float | None = None
     use_syn: bool = True
     train_layers: int = 2
     image_blocks: int = 2

@@ -39,6 +39,7 @@ from core.model_store import ModelStore
 from core.package_writer import finalize_package, install_package, staging_dir
 from core.tagging import default_vocabulary
 from trainer.finetune.album import Album, AlbumPhoto, read_album, split_album
+from trainer.finetune.anchor import TextAnchor, anchor_captions
 from trainer.finetune.evaluate import album_metrics
 from trainer.finetune.forgetting import (
     ForgettingCheck,
@@ -104,11 +105,13 @@ class _Reinforced:
 
 @dataclass
 class _Trained:
-    """What training made: the loop's result, its config, and the early stop's record (None: no early stop)."""
+    """What training made: the loop's result, its config, the early stop's record (None: no early stop) and the
+    text anchor (its weight and caption count; None: no anchor)."""
 
     result: TrainResult
     cfg: TrainConfig
     early: dict | None
+    anchor: dict | None = None
 
 
 @dataclass
@@ -225,7 +228,11 @@ def _train(run: _Run, reinforced: _Reinforced, val_base: np.ndarray) -> _Trained
     options, tuner = run.options, run.tuner
     mark = time.perf_counter()
     device = pick_device(options.device)
-    student, data = tuner.student_data(reinforced.data, reinforced.folder, device, run.log)
+    weight = options.anchor if options.anchor is not None else tuner.default_anchor
+    captions = anchor_captions(run.vocabulary) if weight > 0 else []
+    student, data = tuner.student_data(reinforced.data, reinforced.folder, device, run.log, captions)
+    rows = torch.arange(len(reinforced.data.captions), len(reinforced.data.captions) + len(captions))
+    anchor = TextAnchor(student, rows, weight, seed=options.seed) if captions else None
     evaluate = tuner.evaluator(run.val_images, val_base, run.truth, run.labels)
     stop = None
     if run.bank is not None and options.early_stop:
@@ -250,7 +257,7 @@ def _train(run: _Run, reinforced: _Reinforced, val_base: np.ndarray) -> _Trained
     run.tell("train", 0, steps)
     result = train(
         student, data, cfg, teachers=reinforced.data.teachers, info=info, evaluate=evaluate, stop_when=stop,
-        log=run.log, on_step=lambda step: run.tell("train", step, steps),
+        log=run.log, on_step=lambda step: run.tell("train", step, steps), regularise=anchor,
     )  # fmt: skip
     early = (
         {"stopped": stop.stopped, "kept_step": keep_within_limit(stop, result, run.log)} if stop is not None else None
@@ -258,7 +265,8 @@ def _train(run: _Run, reinforced: _Reinforced, val_base: np.ndarray) -> _Trained
     run.timings["train_s"] = time.perf_counter() - mark
     student.cpu().eval()
     (work / "last.pt").unlink(missing_ok=True)  # the run is complete; the package (and its checkpoint) is the result
-    return _Trained(result=result, cfg=cfg, early=early)
+    anchored = {"weight": weight, "captions": len(captions)} if anchor is not None else None
+    return _Trained(result=result, cfg=cfg, early=early, anchor=anchored)
 
 
 def _card_records(run: _Run, reinforced: _Reinforced, trained: _Trained) -> tuple[FinetuneProvenance, Architecture]:
@@ -276,7 +284,11 @@ def _card_records(run: _Run, reinforced: _Reinforced, trained: _Trained) -> tupl
         early_stop=EarlyStopRecord(**early) if early is not None else None,
         teachers=tuple(TeacherRecord(id=t.name, scale=t.scale) for t in reinf.teachers),
         reinforced_dataset=key,
-        loss={"real": vars(cfg.real_weights), "synthetic": vars(cfg.syn_weights) if cfg.use_syn else None},
+        loss={
+            "real": vars(cfg.real_weights),
+            "synthetic": vars(cfg.syn_weights) if cfg.use_syn else None,
+            **({"text_anchor": trained.anchor} if trained.anchor else {}),
+        },
         config=cfg.to_dict(),
         torch=torch.__version__,
     )

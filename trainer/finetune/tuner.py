@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -76,14 +76,22 @@ class Tuner(Protocol):
     family: str
     default_lr: float
     default_steps: int
+    default_anchor: float  # the text anchor's weight when the options give none (0: no anchor)
 
     def describe(self) -> dict[str, object]:
         """What trained, for the card's ``architecture.finetune``."""
 
     def student_data(
-        self, reinf: AlbumReinforcement, dataset_dir: Path, device: torch.device, log: Log
+        self,
+        reinf: AlbumReinforcement,
+        dataset_dir: Path,
+        device: torch.device,
+        log: Log,
+        extra_captions: Sequence[str] = (),
     ) -> tuple[torch.nn.Module, ReinforcedTensors]:
-        """The student (on ``device``) and the tensors it trains on."""
+        """The student (on ``device``) and the tensors it trains on. ``extra_captions`` join the student's caption
+        table after the dataset's captions (row ``len(reinf.captions) + i`` is extra caption ``i``): texts the loss
+        reads beside the data, such as the text anchor's."""
 
     def evaluator(
         self, val_images: list[Image.Image], val_base: np.ndarray, truth: list[int], labels: list[str]

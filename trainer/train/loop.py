@@ -186,6 +186,7 @@ def train(
     stop_after: int | None = None,
     stop_when: Callable[[dict[str, float]], bool] | None = None,
     on_step: Callable[[int], None] | None = None,
+    regularise: Callable[[nn.Module], Tensor] | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> TrainResult:
     """Train ``student`` in place for ``cfg.steps`` optimiser steps (resuming from ``out_dir/last.pt`` if present).
@@ -194,12 +195,14 @@ def train(
     rank 0 every ``cfg.eval_every`` steps and at the end; its numbers go into the metrics. Raises ValueError for
     a config the data or teachers cannot serve. ``stop_when`` (one process only) sees each evaluation's scores;
     when it returns True the run ends at that step, an early stop (``TrainResult.step`` says where). ``on_step``
-    hears each finished step's number on rank 0 (a progress display other than the tqdm bar).
+    hears each finished step's number on rank 0 (a progress display other than the tqdm bar). ``regularise`` (one
+    process only) is an extra loss term of the student alone, added to every step's loss (its value is recorded as
+    ``regulariser``), e.g. the album fine-tune's text anchor.
     """
     info = info or DistInfo()
     out = Path(out_dir or cfg.out_dir)
-    if stop_when is not None and info.distributed:
-        raise ValueError("an early stop (stop_when) runs in one process only")
+    if (stop_when is not None or regularise is not None) and info.distributed:
+        raise ValueError("an early stop (stop_when) and a regulariser run in one process only")
     if cfg.distills and not teachers:
         raise ValueError("the loss distils (w_kd > 0) but no teacher is given; set w_kd = 0 for plain CLIP training")
     student.to(info.device)
@@ -263,6 +266,12 @@ def train(
             batch, epoch, position = next(stream)
             batches.append(_to(batch, info.device))
         parts = {k: float(v) for k, v in backward_step(forward, batches, cfg, teachers, info, autocast).items()}
+        if regularise is not None:
+            with autocast:
+                extra = regularise(student)
+            extra.backward()  # gradients add up with the main loss's
+            parts["regulariser"] = float(extra.detach())
+            parts["loss"] += parts["regulariser"]
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip) if cfg.grad_clip > 0 else None
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
@@ -296,7 +305,7 @@ def train(
     result.step = step
     if metrics is not None:
         records = read_metrics(metrics.path)
-        loss_keys = ["loss", "clip", "kd", "clip_syn", "kd_syn"]
+        loss_keys = ["loss", "clip", "kd", "clip_syn", "kd_syn", "regulariser"]
         acc_keys = ["acc"] + sorted({k for r in records for k in r if k.startswith("val_")})
         result.plot = plot_curves(records, out / "curves.png", loss_keys, acc_keys)
     return result
