@@ -86,6 +86,30 @@ def test_stop_when_ends_the_run_at_that_evaluation(tmp_path: Path) -> None:
         train(student(), tiny_data(), cfg, teachers=TEACHERS, info=DistInfo(world_size=2), stop_when=stop_when)
 
 
+def test_a_regulariser_joins_every_step_and_pulls_the_student_its_way(tmp_path: Path) -> None:
+    """The extra term's gradient adds to the loss's: a strong pull of every trainable weight towards zero shrinks
+    them against the same run without it, and its value is in each step's loss and record."""
+
+    def shrink(model: nn.Module) -> torch.Tensor:
+        return 10.0 * sum((p**2).sum() for p in model.parameters() if p.requires_grad)
+
+    def weight_norm(model: nn.Module) -> float:
+        return float(sum((p.detach() ** 2).sum() for p in model.parameters() if p.requires_grad))
+
+    free, pulled = student(dropout=0.0), student(dropout=0.0)
+    plain = train(free, tiny_data(), config(tmp_path / "plain", steps=10, lr=3e-2), teachers=TEACHERS)
+    regular = train(pulled, tiny_data(), config(tmp_path / "pulled", steps=10, lr=3e-2), teachers=TEACHERS,
+                    regularise=shrink)  # fmt: skip
+    assert weight_norm(pulled) < 0.9 * weight_norm(free)
+    first = regular.records[0]
+    assert first["regulariser"] > 0  # the same first batch and weights: the step's loss is the plain one plus the term
+    assert first["loss"] == pytest.approx(plain.records[0]["loss"] + first["regulariser"], rel=1e-5)
+    assert all("regulariser" not in r for r in plain.records)
+    with pytest.raises(ValueError, match="one process"):
+        train(student(), tiny_data(), config(tmp_path / "ddp", steps=1), teachers=TEACHERS,
+              info=DistInfo(world_size=2), regularise=shrink)  # fmt: skip
+
+
 def test_plain_clip_needs_no_teachers_and_distillation_does(tmp_path: Path) -> None:
     result = train(student(), tiny_data(), config(tmp_path / "plain", steps=2, w_clip=1.0, w_kd=0.0))
     assert all("kd" not in r for r in result.records)

@@ -21,7 +21,7 @@ from core.tagging import TAG_TEMPLATES, default_vocabulary
 SCENE_TEMPLATES = ("a {} and a {}", "a {} next to a {}", "a {} in front of a {}", "{} with {} in the background",
                    "close-up of a {} on a {}")  # fmt: skip
 SCENES = 1000
-ANCHOR_BATCH = 32  # captions per step: each of the ~1,300 prompts is seen about 7 times in 300 steps
+ANCHOR_BATCH = 32  # captions per step: each of the ~2,300 captions is seen about 4 times in 300 steps (16: mAP -0.02)
 
 
 def anchor_captions(vocabulary: Sequence[str] | None = None, scenes: int = SCENES, seed: int = 0) -> list[str]:
