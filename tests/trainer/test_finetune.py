@@ -131,7 +131,7 @@ def test_text_only_keeps_the_base_image_files_and_says_so(album: Path, library: 
     assert tuned.card.provenance.config["lr"] == 5e-5  # and at half the full fine-tune's rate
     # and with the text anchor over the default vocabulary's prompts and scenes (a full fine-tune has none)
     anchor = tuned.card.provenance.loss["text_anchor"]
-    assert anchor["weight"] == 30.0 and anchor["captions"] == len(anchor_captions())
+    assert anchor["weight"] == 30.0 and anchor["captions"] == len(anchor_captions(labels=list(ALBUM)))
     assert FinetuneOptions(text_only=True, lam=0.0).label_lambda() == 0.0
     image_files = {base.card.image_encoder.file} | ({base.card.image_check.views} if base.card.image_check else set())
     for file in image_files:  # byte for byte: photos embed exactly as with the base, no re-indexing needed

@@ -53,6 +53,10 @@ def test_anchor_captions_are_every_tag_prompt_then_two_word_scenes() -> None:
     assert all(sum(w in s for w in WORDS) >= 2 for s in scenes), scenes
     assert anchor_captions(WORDS, scenes=50, seed=3) == captions  # repeatable
     assert anchor_captions(["dog"], scenes=50) == [t.format("dog") for t in TAG_TEMPLATES]
+    # A label the user teaches is free to move: no anchored caption holds it, alone or in a longer tag.
+    taught = anchor_captions([*WORDS, "hot dog"], labels=["Dog", "kepler"], scenes=50)
+    assert taught and not [c for c in taught if "dog" in c.split() or "dog." in c.split()], taught
+    assert len(taught) == len(prompts) - len(TAG_TEMPLATES) + 50
 
 
 def _student(base: ModelPackage) -> AlbumStudent:

@@ -24,10 +24,20 @@ SCENES = 1000
 ANCHOR_BATCH = 32  # captions per step: each of the ~2,300 captions is seen about 4 times in 300 steps (16: mAP -0.02)
 
 
-def anchor_captions(vocabulary: Sequence[str] | None = None, scenes: int = SCENES, seed: int = 0) -> list[str]:
+def anchor_captions(
+    vocabulary: Sequence[str] | None = None, labels: Sequence[str] = (), scenes: int = SCENES, seed: int = 0
+) -> list[str]:
     """The generic captions the anchor holds: each vocabulary word in every tag prompt form, then ``scenes``
-    sentences that put two vocabulary words together (a search is often a short scene, not one word)."""
-    words = default_vocabulary() if vocabulary is None else list(vocabulary)
+    sentences that put two vocabulary words together (a search is often a short scene, not one word).
+
+    Vocabulary words that hold one of the album's ``labels`` as a word are left out: a user who teaches "cat" for
+    their own cat wants that word to move, and the anchor would hold it back."""
+    taught = {label.lower() for label in labels}
+    words = [
+        word
+        for word in (default_vocabulary() if vocabulary is None else vocabulary)
+        if not taught & {word.lower(), *word.lower().split()}
+    ]
     prompts = [template.format(word) for word in words for template in TAG_TEMPLATES]
     if len(words) < 2:
         return prompts

@@ -229,7 +229,7 @@ def _train(run: _Run, reinforced: _Reinforced, val_base: np.ndarray) -> _Trained
     mark = time.perf_counter()
     device = pick_device(options.device)
     weight = options.anchor if options.anchor is not None else tuner.default_anchor
-    captions = anchor_captions(run.vocabulary) if weight > 0 else []
+    captions = anchor_captions(run.vocabulary, run.labels) if weight > 0 else []
     student, data = tuner.student_data(reinforced.data, reinforced.folder, device, run.log, captions)
     rows = torch.arange(len(reinforced.data.captions), len(reinforced.data.captions) + len(captions))
     anchor = TextAnchor(student, rows, weight, seed=options.seed) if captions else None
