@@ -191,6 +191,14 @@ def test_bad_album_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert "at least 2 labels" in capsys.readouterr().err
 
 
+def test_a_negative_anchor_weight_is_refused_before_any_work(album: Path, tmp_path: Path, capsys) -> None:
+    library = tmp_path / "lib"
+    args = ["finetune", str(album), "--library", str(library), "--text-only", "--anchor", "-1", "--no-progress"]
+    assert main(args) == 2
+    assert "anchor's weight must be 0 (none) or more, got -1.0" in capsys.readouterr().err
+    assert not (library / "cache").exists()  # nothing reinforced, nothing installed
+
+
 def test_split_is_stratified_and_seeded(album: Path) -> None:
     parsed, _ = read_album(album)
     assert parsed.counts() == {"kepler": 4, "nonna": 4, "oldtown": 4}

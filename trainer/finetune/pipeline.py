@@ -135,9 +135,12 @@ def finetune(
 
     ``progress(phase, done, total)`` hears where the run is: ``PHASES`` in order, with counts for the photos
     reinforced and the training steps (0, 0 for the phases without them).
-    Raises AlbumError for an album that cannot be used, FinetuneError / ModelPackageError for model problems.
+    Raises AlbumError for an album that cannot be used, FinetuneError / ModelPackageError for model problems,
+    ValueError for an option out of range.
     """
     options = options or FinetuneOptions()
+    if options.anchor is not None and options.anchor < 0:
+        raise ValueError(f"the text anchor's weight must be 0 (none) or more, got {options.anchor}")
     started = time.perf_counter()
     run = _start(Path(album_dir), Path(library), options, log, progress or (lambda _phase, _done, _total: None))
     reinforced = _reinforce(run)
