@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -215,8 +215,16 @@ def _cmd_watch(args: argparse.Namespace, library: Library) -> int:
             f"indexed {report.indexed}, {report.found} photos in the library folders; watching (Ctrl+C stops)",
             flush=True,
         )
-        threading.Event().wait()
+        wait_until_interrupted()
     return 0
+
+
+def wait_until_interrupted(poll_s: float = 1.0) -> None:
+    """Block until Ctrl+C raises KeyboardInterrupt here. The wait runs in slices: the OS may hand SIGINT to any
+    thread (the watcher's, onnxruntime's), and Python raises it in the main thread only once that thread runs again,
+    so an untimed wait could block for ever (seen as a watch that outlived Ctrl+C on a busy machine)."""
+    while True:
+        time.sleep(poll_s)
 
 
 def _cmd_errors(args: argparse.Namespace, library: Library) -> int:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,21 @@ def test_models_verify_and_use(library: Path, capsys: pytest.CaptureFixture[str]
     )
     assert cli.main(["models", "use", "missing", "--library", str(library)]) == cli.EXIT_ERROR
     assert cli.main(["models", "use", "starter", "--library", str(library)]) == 0
+
+
+def test_ctrl_c_ends_the_watch_wait_whichever_thread_the_os_hands_it_to() -> None:
+    """`core watch` waits in the main thread while the watcher's and onnxruntime's threads run. A SIGINT the OS
+    delivers to one of those must still end the wait (an untimed wait never returned: a watch outlived Ctrl+C)."""
+    other = threading.Thread(target=time.sleep, args=(10,), daemon=True)
+    other.start()
+    to_other = threading.Timer(0.2, signal.pthread_kill, (other.ident, signal.SIGINT))
+    rescue = threading.Timer(6.0, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))  # no hang
+    started = time.monotonic()
+    to_other.start()
+    rescue.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli.wait_until_interrupted(poll_s=0.5)
+    finally:
+        rescue.cancel()
+    assert time.monotonic() - started < 3.0  # within a slice of the signal, not the rescue's
