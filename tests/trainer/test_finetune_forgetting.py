@@ -16,7 +16,15 @@ from tests.photo_corpus import all_photos, available_photos, materialize
 from tests.trainer.test_finetune import ALBUM
 from trainer.cli import main
 from trainer.finetune.album import AlbumError
-from trainer.finetune.forgetting import ForgettingCheck, generic_recall, read_generic_bank
+from trainer.finetune.forgetting import (
+    GENERIC_KEY,
+    ForgettingCheck,
+    ForgettingStop,
+    generic_recall,
+    keep_within_limit,
+    read_generic_bank,
+)
+from trainer.train.loop import TrainResult
 
 torch.set_num_threads(1)
 
@@ -77,6 +85,38 @@ def test_the_limit_is_one_point_of_recall_inclusive() -> None:
     assert ForgettingCheck(photos=10, before=0.70, after=0.70, limit=-0.05).forgets  # must improve by 5 points
 
 
+def test_the_early_stop_needs_two_checks_over_the_limit_in_a_row_and_keeps_the_last_weights_within_it() -> None:
+    """One photo flipping out of a small bank's top 5 and back is noise: training goes on. Two checks over the limit
+    in a row stop it, and the weights of the last check within the limit come back; so do they after a dip at the
+    very end."""
+    student = torch.nn.Linear(2, 2)
+    scores = iter([0.80, 0.80, 0.78, 0.80, 0.70, 0.70])  # the untrained student's, then one per check
+
+    def set_weight(value: float) -> None:
+        with torch.no_grad():
+            student.weight.fill_(value)
+
+    stop = ForgettingStop(student, lambda _s: {GENERIC_KEY: next(scores)}, limit=0.01)
+    decisions = []
+    for weight in [1.0, 2.0, 3.0, 4.0, 5.0]:
+        set_weight(weight)  # what training did up to this check
+        decisions.append(stop({GENERIC_KEY: next(scores)}))
+        if decisions[-1]:
+            break
+    assert decisions == [False, False, False, False, True] and stop.stopped
+    records = [{"step": step, GENERIC_KEY: 0.0} for step in (10, 20, 30, 40, 50)]
+    kept = keep_within_limit(stop, TrainResult(step=50, records=records), log=lambda _m: None)
+    assert kept == 30 and float(student.weight[0, 0]) == 3.0  # the third check was the last within the limit
+
+    end_dip = ForgettingStop(student, lambda _s: {GENERIC_KEY: 0.8}, limit=0.01)
+    set_weight(6.0)
+    assert not end_dip({GENERIC_KEY: 0.8})
+    set_weight(7.0)
+    assert not end_dip({GENERIC_KEY: 0.7})  # over once, on the last check: training ends there, not stopped
+    kept = keep_within_limit(end_dip, TrainResult(step=20, records=records[:2]), log=lambda _m: None)
+    assert kept == 10 and float(student.weight[0, 0]) == 6.0 and not end_dip.stopped
+
+
 def test_activate_is_refused_for_a_model_over_the_limit_unless_forced(
     album: Path, bank: Path, library: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -91,10 +131,11 @@ def test_activate_is_refused_for_a_model_over_the_limit_unless_forced(
     recorded = store.load("refused").card.metrics["generic_retrieval"]
     assert recorded["photos"] == len(list(bank.glob("*.txt"))) and recorded["limit"] == -1.0
     assert recorded["before"] >= 0.5
-    # The check is also the stop criterion: the first evaluation (step 1) is over this limit, so training stopped
-    # there and the weights went back to the last ones within it, the base's: nothing was forgotten.
+    # The check is also the stop criterion: the evaluations of steps 1 and 2 are over this limit, two in a row, so
+    # training stopped at step 2 and the weights went back to the last ones within it, the base's: nothing was
+    # forgotten.
     provenance = store.load("refused").card.provenance
-    assert provenance.early_stop == EarlyStopRecord(stopped=True, kept_step=0) and provenance.steps == 1
+    assert provenance.early_stop == EarlyStopRecord(stopped=True, kept_step=0) and provenance.steps == 2
     assert recorded["after"] == pytest.approx(recorded["before"])
 
     assert main([*args, "--name", "forced", "--force"]) == 0

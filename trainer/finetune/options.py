@@ -34,8 +34,8 @@ class FinetuneOptions:
     ``text_only`` keeps the whole image side of the base (the card then says ``architecture.finetune.text_only``: photos
     embed as with the base). ``generic_bank`` (captioned photos outside the album, see ``forgetting``) turns on the
     forgetting check: ``activate`` is refused for a model whose generic recall@5 drops by more than ``max_forgetting``
-    unless ``force``, and (``early_stop``) it is the training's stop criterion: training ends at the first evaluation
-    over the limit, with the last weights within it.
+    unless ``force``, and (``early_stop``) it is the training's stop criterion: training ends after two evaluations
+    over the limit in a row (``forgetting.PATIENCE``), with the last weights within it.
     """
 
     base: str | None = None
