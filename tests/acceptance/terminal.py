@@ -32,6 +32,14 @@ class TerminalRun:
         return f"{' '.join(self.argv)} -> {self.returncode} in {self.seconds:.0f} s\n{self.output[-4000:]}"
 
 
+def _signals_as_a_shell_leaves_them() -> None:
+    """In the child, before exec: Ctrl+C and Ctrl+\\ act as they do for a command typed at an interactive shell.
+    A test run started in the background of a script (``cmd &``) inherits them ignored, and Python keeps an
+    inherited "ignore": the command would then outlive Ctrl+C whatever it does itself."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 class Terminal:
     """One command running with a pty as its stdin, stdout and stderr, in its own session (process group)."""
 
@@ -42,8 +50,9 @@ class Terminal:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         try:
             self.proc = subprocess.Popen(
-                self.argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=dict(env), start_new_session=True
-            )
+                self.argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=dict(env), start_new_session=True,
+                preexec_fn=_signals_as_a_shell_leaves_them,
+            )  # fmt: skip
         except BaseException:
             os.close(self._master)
             raise

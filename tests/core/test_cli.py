@@ -112,6 +112,8 @@ def test_models_verify_and_use(library: Path, capsys: pytest.CaptureFixture[str]
 def test_ctrl_c_ends_the_watch_wait_whichever_thread_the_os_hands_it_to() -> None:
     """`core watch` waits in the main thread while the watcher's and onnxruntime's threads run. A SIGINT the OS
     delivers to one of those must still end the wait (an untimed wait never returned: a watch outlived Ctrl+C)."""
+    # As at an interactive shell: a run started in a script's background (`cmd &`) inherits SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     other = threading.Thread(target=time.sleep, args=(10,), daemon=True)
     other.start()
     to_other = threading.Timer(0.2, signal.pthread_kill, (other.ident, signal.SIGINT))
@@ -124,4 +126,5 @@ def test_ctrl_c_ends_the_watch_wait_whichever_thread_the_os_hands_it_to() -> Non
             cli.wait_until_interrupted(poll_s=0.5)
     finally:
         rescue.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 3.0  # within a slice of the signal, not the rescue's
