@@ -227,6 +227,16 @@ def test_finetune_an_album(sandbox: Sandbox, trainer_library: Path) -> None:
     draws = progress_draws(run.output, "training")
     assert draws and "3/3" in draws[-1], run.describe()
     assert (trainer_library / "models" / "starter-album" / "model_card.json").is_file()
+    # The app's kind of fine-tune (README: `--text-only`), with its default text anchor, as a user types it.
+    run = sandbox.python(
+        "-m", "trainer", "finetune", "./album", "--text-only", "--steps", "3", "--name", "words", cwd=sandbox.root,
+        timeout=600, PHOTOSEEK_HOME=str(trainer_library),
+    )  # fmt: skip
+    expect_ok(run, "Fine-tuned 'starter' on album 'album'", "Installed 'words'")
+    draws = progress_draws(run.output, "training")
+    assert draws and "3/3" in draws[-1] and "loss=" in draws[-1], run.describe()
+    card = json.loads((trainer_library / "models" / "words" / "model_card.json").read_text(encoding="utf-8"))
+    assert card["architecture"]["finetune"]["text_only"] and card["provenance"]["loss"]["text_anchor"]["weight"] == 30
     assert_offline(sandbox)
     assert_home_holds_only(sandbox)
 

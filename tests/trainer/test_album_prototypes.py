@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from core.encoders import ModelPackage
-from tests.photo_corpus import materialize
-from trainer.finetune.album import read_album
-from trainer.finetune.reinforce import SYN_TEMPLATE, build_album_dataset, label_prototypes, load_album_dataset
+from tests.trainer.album_support import reinforced_album
+from trainer.finetune.reinforce import SYN_TEMPLATE, label_prototypes, load_album_dataset
 from trainer.finetune.starter import AlbumStudent, caption_tokens, load_base_text_encoder, student_data
 from trainer.finetune.tuner import teacher_scale
 from trainer.reinforce.augment import apply_params
@@ -44,15 +43,7 @@ VOCABULARY = sorted(ALBUM)
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory, starter_package_dir: Path) -> tuple[Path, ModelPackage]:
-    root = tmp_path_factory.mktemp("album")
-    for label, names in ALBUM.items():
-        materialize(root / "photos" / label, names, max_side=320)
-    album, _ = read_album(root / "photos")
-    base = ModelPackage(starter_package_dir)
-    out = build_album_dataset(
-        album.photos, root / "data", [(base, teacher_scale(base))], VOCABULARY, augmentations=2, synthetic=3
-    )
-    return out, base
+    return reinforced_album(tmp_path_factory.mktemp("album"), ALBUM, starter_package_dir, VOCABULARY, synthetic=3)
 
 
 def _fresh_teacher_embeddings(dataset_dir: Path, teacher: PackageTeacher) -> dict[str, list[np.ndarray]]:

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 from core.encoders import ModelPackage
 from core.tagging import TAG_TEMPLATES
-from tests.photo_corpus import all_photos, materialize
-from trainer.finetune.album import read_album
+from tests.photo_corpus import all_photos
+from tests.trainer.album_support import reinforced_album
 from trainer.finetune.anchor import TextAnchor, anchor_captions
-from trainer.finetune.reinforce import SYN_TEMPLATE, build_album_dataset, load_album_dataset
+from trainer.finetune.reinforce import SYN_TEMPLATE, load_album_dataset
 from trainer.finetune.starter import AlbumStudent, caption_tokens, load_base_text_encoder, student_data
 from trainer.finetune.tuner import teacher_scale
 from trainer.train.config import TrainConfig
@@ -34,13 +34,8 @@ WORDS = ["dog", "beach", "sunset", "car", "birthday cake", "mountain", "child", 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory, starter_package_dir: Path):
-    root = tmp_path_factory.mktemp("anchor-album")
-    for label, names in ALBUM.items():
-        materialize(root / "photos" / label, names, max_side=320)
-    album, _ = read_album(root / "photos")
-    base = ModelPackage(starter_package_dir)
-    out = build_album_dataset(
-        album.photos, root / "data", [(base, teacher_scale(base))], WORDS, augmentations=2, synthetic=2
+    out, base = reinforced_album(
+        tmp_path_factory.mktemp("anchor-album"), ALBUM, starter_package_dir, WORDS, synthetic=2
     )
     return load_album_dataset(out), base
 
