@@ -11,7 +11,9 @@ photos left with no tag. Generic words ("a photo of an animal"): mean average pr
 being right. Search cutoff (core/cutoff.py, the card's calibration): how often a caption's photo is among the default
 results, and how many results 20 queries for absent things get. Cost: milliseconds per photo to preprocess and
 embed, every package timed in the same run (alternating rounds), and its ratio to the first package. `--tag-errors`
-prints the tags most often given wrongly and most often missed, with their counts.
+prints the tags most often given wrongly and most often missed, with their counts, and what any of the tagger's
+settings (min_z, max_tags) could reach on this model's embeddings against the auto-tag goal (precision >= 0.7 with
+recall >= 0.5).
 
 Several `--package` folders compare models in one run (e.g. today's starter against a new build). Set
 PHOTOSEEK_CORPUS_ROOTS to folders where the corpus's Debian packages (and unpacked wheels) lie to evaluate on more
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.cutoff import bank_stats, matches  # noqa: E402
 from core.encoders import ModelPackage  # noqa: E402
 from core.index_db import PhotoIndex  # noqa: E402
+from core.model_card import TaggingSpec  # noqa: E402
 from core.model_store import ModelStore  # noqa: E402
 from core.paths import library_dir  # noqa: E402
 from core.tagging import Tagger  # noqa: E402
@@ -42,6 +45,7 @@ from tests.photo_corpus import CorpusPhoto, available_photos, load_photo  # noqa
 from tests.photo_corpus_tags import ABSENT_QUERIES, GENERIC_QUERIES, QUERY_GROUPS, groups_of  # noqa: E402
 
 KS = (1, 5, 10)
+PRECISION_GOAL, RECALL_GOAL = 0.7, 0.5  # issue 16's auto-tag goal: precision >= 0.7 with recall >= 0.5
 
 
 def recall_at(ranks: np.ndarray, k: int) -> float:
@@ -55,15 +59,19 @@ def caption_ranks(model: ModelPackage, photos: list[CorpusPhoto], images: np.nda
     return np.array([int(np.sum(row > row[i])) for i, row in enumerate(similarity)])
 
 
-def suggested_tags(model: ModelPackage, images: np.ndarray, tags: list[str], matrix: np.ndarray) -> list[set[str]]:
-    """The tags the library's tagger gives each photo (default vocabulary, the card's settings, no user offsets)."""
+def suggested_tags(
+    images: np.ndarray, tags: list[str], matrix: np.ndarray, settings: list[TaggingSpec | None]
+) -> list[list[set[str]]]:
+    """For each tagger setting, the tags the library's tagger gives each photo (default vocabulary, no user offsets;
+    None: the tagger's defaults)."""
     with tempfile.TemporaryDirectory() as tmp:
         index = PhotoIndex(Path(tmp))
         try:
-            pairs = Tagger(index).suggest(images, tags, matrix, model.card.tagging)
+            tagger = Tagger(index)
+            runs = [tagger.suggest(images, tags, matrix, setting) for setting in settings]
         finally:
             index.close()
-    return [{tag for tag, _ in row} for row in pairs]
+    return [[{tag for tag, _ in row} for row in pairs] for pairs in runs]
 
 
 def tag_quality(photos: list[CorpusPhoto], suggested: list[set[str]], tags: list[str]) -> dict[str, float]:
@@ -79,6 +87,37 @@ def tag_quality(photos: list[CorpusPhoto], suggested: list[set[str]], tags: list
         "tags_per_photo": given / len(photos),
         "untagged": sum(not s for s in suggested) / len(photos),
     }
+
+
+def tag_ceiling(photos: list[CorpusPhoto], images: np.ndarray, tags: list[str], matrix: np.ndarray) -> str:
+    """What the tagger's two settings can reach on this model's embeddings, whatever their values: every min_z from
+    1.0 to 4.5 (step 0.25) with every max_tags from 1 to 8, scored as `tag_quality` scores the card's setting. Prints
+    the best precision among settings reaching recall >= RECALL_GOAL, the best recall among those reaching precision
+    >= PRECISION_GOAL, and the setting with the best F1: when no setting reaches both, the tag goal needs a better
+    embedding, not another threshold."""
+    settings = [TaggingSpec(float(z), k) for z in np.arange(1.0, 4.51, 0.25) for k in range(1, 9)]
+    scored = [
+        (s, tag_quality(photos, given, tags))
+        for s, given in zip(settings, suggested_tags(images, tags, matrix, settings), strict=True)
+    ]
+
+    def best(key: str, floor_key: str, floor: float) -> str:
+        reaching = [(s, q) for s, q in scored if q[floor_key] >= floor]
+        if not reaching:
+            s, q = max(scored, key=lambda pair: pair[1][floor_key])
+            return f"no setting reaches {floor_key} {floor} (highest {q[floor_key]:.2f}: z >= {s.min_z:g}, {s.max_tags} best)"
+        s, q = max(reaching, key=lambda pair: pair[1][key])
+        return f"best {key} {q[key]:.2f} at {floor_key} {q[floor_key]:.2f} (z >= {s.min_z:g}, {s.max_tags} best)"
+
+    def f1(q: dict[str, float]) -> float:
+        return 2 * q["precision"] * q["recall"] / max(q["precision"] + q["recall"], 1e-9)
+
+    top, quality = max(scored, key=lambda pair: f1(pair[1]))
+    return (
+        f"  tag settings ({len(settings)} tried): {best('precision', 'recall', RECALL_GOAL)}; "
+        f"{best('recall', 'precision', PRECISION_GOAL)}; best F1 {f1(quality):.2f}: precision "
+        f"{quality['precision']:.2f}, recall {quality['recall']:.2f} (z >= {top.min_z:g}, {top.max_tags} best)"
+    )
 
 
 def tag_errors(photos: list[CorpusPhoto], suggested: list[set[str]], tags: list[str], top: int = 15) -> str:
@@ -167,7 +206,7 @@ def report(model: ModelPackage, label: str, photos: list[CorpusPhoto], errors: b
         recalls = "  ".join(f"R@{k} {recall_at(ranks[mask], k):.2f}" for k in KS)
         print(f"  {name:<16} {int(mask.sum()):>3} queries  {recalls}")
     tags, matrix = vocabulary_matrix(model)
-    suggested = suggested_tags(model, images, tags, matrix)
+    suggested = suggested_tags(images, tags, matrix, [model.card.tagging])[0]
     quality = tag_quality(photos, suggested, tags)
     print(
         f"  tags: precision {quality['precision']:.2f}  recall {quality['recall']:.2f}  "
@@ -175,6 +214,7 @@ def report(model: ModelPackage, label: str, photos: list[CorpusPhoto], errors: b
     )
     if errors:
         print(tag_errors(photos, suggested, tags))
+        print(tag_ceiling(photos, images, tags, matrix))
     print(generic_words(model, photos, images))
     print(cutoff_quality(model, photos, images, matrix))
 
