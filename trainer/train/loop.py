@@ -174,6 +174,94 @@ def _batches(source: BatchSource, cfg: TrainConfig, info: DistInfo, epoch: int, 
         epoch, position = epoch + 1, 0
 
 
+class _Run:
+    """One ``train`` call's moving parts: the student (DDP-wrapped when distributed), its optimiser, schedule and
+    EMA, the data position, and how to checkpoint and resume all of them exactly."""
+
+    def __init__(self, student: nn.Module, source: BatchSource, cfg: TrainConfig, info: DistInfo, out: Path) -> None:
+        self.student, self.source, self.cfg, self.info = student, source, cfg, info
+        student.to(info.device)
+        self.forward: nn.Module = _Forward(student)
+        if info.distributed:
+            self.forward = nn.parallel.DistributedDataParallel(
+                self.forward, device_ids=[info.device.index] if info.device.type == "cuda" else None
+            )
+        self.optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+        self.scheduler = make_scheduler(self.optimizer, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
+        self.ema = ModelEMA(student, cfg.ema_decay) if cfg.ema_decay else None
+        self.step, self.epoch, self.position = 0, 0, 0
+        self.checkpoint_path = out / CHECKPOINT_FILE
+        self.autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg, info.device))
+
+    def resume_or_seed(self, log: Callable[[str], None]) -> None:
+        """Continue from the checkpoint when asked and there is one (weights, optimiser, schedule, EMA, data
+        position, random state), else seed a fresh run; then open the batch stream where the run stands."""
+        if self.cfg.resume and self.checkpoint_path.is_file():
+            state = load_checkpoint(self.checkpoint_path)
+            load_trainable_state(self.student, state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+            set_rng_state(state["rng"][min(self.info.rank, len(state["rng"]) - 1)])
+            log(f"resumed from {self.checkpoint_path} at step {self.step}")
+        else:
+            seed_everything(self.cfg.seed + self.info.rank)
+        self.trainable = [p for p in self.student.parameters() if p.requires_grad]
+        self.stream = _batches(self.source, self.cfg, self.info, self.epoch, self.position)
+
+    def save(self) -> Path:
+        """Checkpoint everything resuming needs (every rank's random state, gathered; rank 0 writes)."""
+        rngs = all_gather_objects(rng_state(), self.info)
+        if self.info.is_main:
+            save_checkpoint(
+                self.checkpoint_path,
+                {
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "position": self.position,
+                    "model": trainable_state(self.student),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "ema": self.ema.state_dict() if self.ema is not None else None,
+                    "rng": rngs,
+                    "config": self.cfg.to_dict(),
+                },
+            )
+        barrier(self.info)
+        return self.checkpoint_path
+
+    def optimise(self, teachers: Sequence[Teacher], regularise: Callable[[nn.Module], Tensor] | None) -> dict:
+        """One optimiser step over ``cfg.accum`` micro-batches; returns the step's record (loss parts, lr, time)."""
+        started = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        batches = []
+        for _ in range(self.cfg.accum):
+            batch, self.epoch, self.position = next(self.stream)
+            batches.append(_to(batch, self.info.device))
+        parts = backward_step(self.forward, batches, self.cfg, teachers, self.info, self.autocast)
+        parts = {k: float(v) for k, v in parts.items()}
+        if regularise is not None:
+            with self.autocast:
+                extra = regularise(self.student)
+            extra.backward()  # gradients add up with the main loss's
+            parts["regulariser"] = float(extra.detach())
+            parts["loss"] += parts["regulariser"]
+        clip = self.cfg.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, clip) if clip > 0 else None
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.student)
+        self.step += 1
+        record = {"step": self.step, "epoch": self.epoch, "lr": lr, **parts, "step_s": time.perf_counter() - started}
+        if grad_norm is not None:
+            record["grad_norm"] = float(grad_norm)
+        return record
+
+
 def train(
     student: nn.Module,
     source: BatchSource,
@@ -205,110 +293,57 @@ def train(
         raise ValueError("an early stop (stop_when) and a regulariser run in one process only")
     if cfg.distills and not teachers:
         raise ValueError("the loss distils (w_kd > 0) but no teacher is given; set w_kd = 0 for plain CLIP training")
-    student.to(info.device)
-    forward: nn.Module = _Forward(student)
-    if info.distributed:
-        forward = nn.parallel.DistributedDataParallel(
-            forward, device_ids=[info.device.index] if info.device.type == "cuda" else None
-        )
-    optimizer = make_optimizer(student, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    scheduler = make_scheduler(optimizer, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
-    ema = ModelEMA(student, cfg.ema_decay) if cfg.ema_decay else None
-    step, epoch, position = 0, 0, 0
-    ckpt_path = out / CHECKPOINT_FILE
-    if cfg.resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
-        load_trainable_state(student, state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        step, epoch, position = state["step"], state["epoch"], state["position"]
-        set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
-        log(f"resumed from {ckpt_path} at step {step}")
-    else:
-        seed_everything(cfg.seed + info.rank)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=step) if info.is_main else None
-    result = TrainResult(step=step, metrics=metrics.path if metrics else None)
-    trainable = [p for p in student.parameters() if p.requires_grad]
-    autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg, info.device))
-    stream = _batches(source, cfg, info, epoch, position)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and info.is_main), desc="training")
+    run = _Run(student, source, cfg, info, out)
+    run.resume_or_seed(log)
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=run.step) if info.is_main else None
+    result = TrainResult(step=run.step, metrics=metrics.path if metrics else None)
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not (cfg.progress and info.is_main), desc="training")
     last = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
-
-    def save() -> Path:
-        rngs = all_gather_objects(rng_state(), info)
-        path = ckpt_path
-        if info.is_main:
-            save_checkpoint(
-                ckpt_path,
-                {
-                    "step": step,
-                    "epoch": epoch,
-                    "position": position,
-                    "model": trainable_state(student),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "rng": rngs,
-                    "config": cfg.to_dict(),
-                },
-            )
-        barrier(info)
-        return path
-
     student.train()
-    while step < last:
-        started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        batches = []
-        for _ in range(cfg.accum):
-            batch, epoch, position = next(stream)
-            batches.append(_to(batch, info.device))
-        parts = {k: float(v) for k, v in backward_step(forward, batches, cfg, teachers, info, autocast).items()}
-        if regularise is not None:
-            with autocast:
-                extra = regularise(student)
-            extra.backward()  # gradients add up with the main loss's
-            parts["regulariser"] = float(extra.detach())
-            parts["loss"] += parts["regulariser"]
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip) if cfg.grad_clip > 0 else None
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update(student)
-        step += 1
-        record = {"step": step, "epoch": epoch, "lr": lr, **parts, "step_s": time.perf_counter() - started}
-        if grad_norm is not None:
-            record["grad_norm"] = float(grad_norm)
+    while run.step < last:
+        record = run.optimise(teachers, regularise)
         result.records.append(record)
-        if metrics is not None and (step % cfg.log_every == 0 or step == last):
+        if metrics is not None and (run.step % cfg.log_every == 0 or run.step == last):
             metrics.write(record)
         bar.update(1)
-        bar.set_postfix(loss=f"{parts['loss']:.3f}")
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
         if on_step is not None and info.is_main:
-            on_step(step)
-        if evaluate is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
-            if info.is_main:
-                scores = _evaluate(student, ema, evaluate)
-                result.records.append({"step": step, **scores})
-                if metrics is not None:
-                    metrics.write({"step": step, **scores})
-                if stop_when is not None and stop_when(scores):
-                    log(f"early stop at step {step}")
-                    last = step
-            barrier(info)
-        if step == last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-            result.checkpoint = save()
+            on_step(run.step)
+        if evaluate is not None and ((cfg.eval_every and run.step % cfg.eval_every == 0) or run.step == cfg.steps):
+            if _evaluate_step(run, evaluate, stop_when, result, metrics, log):
+                last = run.step
+        if run.step == last or (cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0):
+            result.checkpoint = run.save()
     bar.close()
-    result.step = step
+    result.step = run.step
     if metrics is not None:
         records = read_metrics(metrics.path)
         loss_keys = ["loss", "clip", "kd", "clip_syn", "kd_syn", "regulariser"]
         acc_keys = ["acc"] + sorted({k for r in records for k in r if k.startswith("val_")})
         result.plot = plot_curves(records, out / "curves.png", loss_keys, acc_keys)
     return result
+
+
+def _evaluate_step(
+    run: _Run,
+    evaluate: Evaluate,
+    stop_when: Callable[[dict[str, float]], bool] | None,
+    result: TrainResult,
+    metrics: MetricsLog | None,
+    log: Callable[[str], None],
+) -> bool:
+    """Evaluate on rank 0 and record the scores; True when ``stop_when`` asks the run to end at this step."""
+    stop = False
+    if run.info.is_main:
+        scores = _evaluate(run.student, run.ema, evaluate)
+        result.records.append({"step": run.step, **scores})
+        if metrics is not None:
+            metrics.write({"step": run.step, **scores})
+        if stop_when is not None and stop_when(scores):
+            log(f"early stop at step {run.step}")
+            stop = True
+    barrier(run.info)
+    return stop
 
 
 def _evaluate(student: nn.Module, ema: ModelEMA | None, evaluate: Evaluate) -> dict[str, float]:
