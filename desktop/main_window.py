@@ -48,6 +48,23 @@ class MainWindow(QMainWindow):
         self._sidebar_wanted = True
         self.results_received = 0  # answers from the controller so far (tests wait on it)
 
+        self.setCentralWidget(self._build_central(icon))
+        self._build_toolbar()
+        self._build_status_bar()
+        self.menu_actions = build_menus(self)
+        self.rescan_action = self.menu_actions["rescan"]
+        self.photo_view = PhotoView(controller, self)
+        self.photo_view.navigate.connect(self._step_photo)
+        self.photo_view.similar_requested.connect(self.find_similar)
+        self._connect_controller()
+        self._restore_settings()
+        self._update_page()
+
+    # --- construction ----------------------------------------------------------------------------
+
+    def _build_results(self) -> QWidget:
+        """The results page: the header ("N matches for ...") above the photo grid."""
+        controller = self.controller
         self.grid_model = PhotoGridModel(controller.loader, self)
         self.grid = PhotoGridView(self.grid_model)
         self.grid.activated.connect(lambda index: self.open_photo(index.row()))
@@ -64,10 +81,14 @@ class MainWindow(QMainWindow):
         results_layout.setSpacing(0)
         results_layout.addWidget(self.header)
         results_layout.addWidget(self.grid, 1)
+        return results
 
+    def _build_central(self, icon: QIcon) -> QWidget:
+        """Message bar over a splitter: the sidebar beside the pages (the empty state or the results)."""
+        results = self._build_results()
         self.empty = EmptyState(icon)
         self.empty.add_folder_requested.connect(self.choose_folder)
-        self.empty.build_model_requested.connect(controller.build_starter)
+        self.empty.build_model_requested.connect(self.controller.build_starter)
         self.pages = QStackedWidget()
         self.pages.addWidget(self.empty)
         self.pages.addWidget(results)
@@ -87,16 +108,10 @@ class MainWindow(QMainWindow):
         central_layout.setSpacing(0)
         central_layout.addWidget(self.message_bar)
         central_layout.addWidget(self.splitter, 1)
-        self.setCentralWidget(central)
+        return central
 
-        self._build_toolbar()
-        self._build_status_bar()
-        self.menu_actions = build_menus(self)
-        self.rescan_action = self.menu_actions["rescan"]
-        self.photo_view = PhotoView(controller, self)
-        self.photo_view.navigate.connect(self._step_photo)
-        self.photo_view.similar_requested.connect(self.find_similar)
-
+    def _connect_controller(self) -> None:
+        controller = self.controller
         controller.ready.connect(self._library_ready)
         controller.photos.connect(self._show_photos)
         controller.photos_added.connect(self._photos_added)
@@ -106,10 +121,6 @@ class MainWindow(QMainWindow):
         controller.library_changed.connect(self.status_area.disk_changed)
         controller.watching.connect(self._watching)
         controller.error.connect(lambda text: self.message_bar.show_message(text, error=True))
-        self._restore_settings()
-        self._update_page()
-
-    # --- construction ----------------------------------------------------------------------------
 
     def _build_toolbar(self) -> None:
         self.toolbar = SearchToolbar(self)
