@@ -67,11 +67,25 @@ class PhotoView(QDialog):
         self.picture = QLabel(alignment=Qt.AlignCenter)
         self.picture.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
         self.picture.setMinimumSize(QSize(320, 240))
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.picture, 1)
+        layout.addWidget(self._build_name())
+        layout.addLayout(self._build_facts_and_tags())
+        layout.addLayout(self._build_buttons())
+        self._add_shortcuts()
+
+    def _build_name(self) -> QLabel:
+        """The photo's file name, bold and a size larger."""
         self.name = QLabel()
         font = QFont(self.name.font())
         font.setBold(True)
         font.setPointSizeF(font.pointSizeF() * 1.2)
         self.name.setFont(font)
+        return self.name
+
+    def _build_facts_and_tags(self) -> QHBoxLayout:
+        """The photo's facts (selectable) beside its tag editor."""
+        controller = self.controller
         keys = ("Path", "Pixels", "File size", "Modified", "Taken", "Camera", "Score", "Position")
         self.facts = {key: QLabel() for key in keys}
         self.facts["Path"].setWordWrap(True)
@@ -90,7 +104,10 @@ class PhotoView(QDialog):
         facts_and_tags = QHBoxLayout()
         facts_and_tags.addLayout(info, 3)
         facts_and_tags.addWidget(self.tag_editor, 2)
+        return facts_and_tags
 
+    def _build_buttons(self) -> QHBoxLayout:
+        """Previous / Next on the left; Find Similar, Open, Show in Folder and Close on the right."""
         self.prev_button = QPushButton("◀ Previous")
         self.next_button = QPushButton("Next ▶")
         self.open_button = QPushButton("Open")
@@ -113,13 +130,9 @@ class PhotoView(QDialog):
         for button in (self.prev_button, self.next_button, self.similar_button, self.open_button, self.folder_button):
             button.setAutoDefault(False)
         row.addWidget(buttons)
+        return row
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.picture, 1)
-        layout.addWidget(self.name)
-        layout.addLayout(facts_and_tags)
-        layout.addLayout(row)
-
+    def _add_shortcuts(self) -> None:
         for keys, step in ((Qt.Key_Left, -1), (Qt.Key_PageUp, -1), (Qt.Key_Right, 1), (Qt.Key_PageDown, 1)):
             QShortcut(QKeySequence(keys), self, activated=lambda step=step: self.navigate.emit(step))
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.open_file)
