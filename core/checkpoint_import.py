@@ -168,6 +168,56 @@ def _descriptor_sha256(templates: Path, tag: str) -> str:
     return hashlib.sha256((templates / f"{tag}{DESCRIPTOR_SUFFIX}").read_bytes()).hexdigest()
 
 
+def _read_and_recognise(
+    checkpoint_path: Path, name: str | None, templates: Path, log: Log
+) -> tuple[Checkpoint, Recognised]:
+    """Read the file (no pickle code runs) and match it to a template, logging both steps."""
+    log(f"reading {checkpoint_path}")
+    checkpoint = read_checkpoint(checkpoint_path)
+    rec = recognise(checkpoint, checkpoint_path.name, name, templates)
+    log(f"recognised {rec.model.display} ({rec.detection.file_layout} layout: {rec.detection.reason})")
+    return checkpoint, rec
+
+
+def _v1_state(checkpoint: Checkpoint, rec: Recognised) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The weights in the layout the templates are filled from (an open_clip file is renamed), and notes saying so."""
+    state = checkpoint.arrays
+    notes: list[str] = []
+    if rec.detection.file_layout != rec.descriptor.architecture.layout:
+        state = convert_openclip_to_v1(state, rec.descriptor.checkpoint_layout, rec.model.display)
+        notes.append(f"converted the open_clip layout to the ml-mobileclip (v1) layout of {rec.model.name}")
+    return state, notes
+
+
+def _provenance(record: ImportedCheckpoint, tag: str, templates: Path) -> CoreImportProvenance:
+    """What built the package from which file and template (the build time is stamped by ``_finished``)."""
+    return CoreImportProvenance(
+        built_by="python -m core models import",
+        checkpoint=record,
+        template=TemplateRecord(tag=tag, descriptor_sha256=_descriptor_sha256(templates, tag)),
+        onnxruntime=ort.__version__,
+        numpy=np.__version__,
+    )
+
+
+def _keep_in_library(checkpoint_path: Path, library: Path, record: ImportedCheckpoint, log: Log) -> ImportedCheckpoint:
+    """Copy the checkpoint into ``library/checkpoints``; returns ``record`` saying where it is kept."""
+    kept = keep_checkpoint(checkpoint_path, library, record.sha256)
+    record = dataclasses.replace(record, kept=checkpoint_record(kept, library, record.sha256).kept)
+    log(f"kept the checkpoint as {kept} (fine-tuning rebuilds the model from it)")
+    return record
+
+
+def _finished(provenance: CoreImportProvenance, record: ImportedCheckpoint, started: float) -> CoreImportProvenance:
+    """The provenance with the final checkpoint record, when the build ended and how long it took."""
+    return dataclasses.replace(
+        provenance,
+        checkpoint=record,
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        build_seconds=round(time.perf_counter() - started, 1),
+    )
+
+
 def import_checkpoint(
     checkpoint_path: Path,
     install_root: Path,
@@ -191,16 +241,9 @@ def import_checkpoint(
     templates = templates or template_dir()
     if model_id is not None and not MODEL_ID_PATTERN.match(model_id):
         raise ImportFailed(f"model id {model_id!r} must be lower-case letters, digits, '.', '_' or '-'")
-    log(f"reading {checkpoint_path}")
-    checkpoint = read_checkpoint(checkpoint_path)
-    rec = recognise(checkpoint, checkpoint_path.name, name, templates)
+    checkpoint, rec = _read_and_recognise(checkpoint_path, name, templates, log)
     arch = rec.descriptor.architecture
-    log(f"recognised {rec.model.display} ({rec.detection.file_layout} layout: {rec.detection.reason})")
-    state = checkpoint.arrays
-    notes = []
-    if rec.detection.file_layout != arch.layout:
-        state = convert_openclip_to_v1(state, rec.descriptor.checkpoint_layout, rec.model.display)
-        notes.append(f"converted the open_clip layout to the ml-mobileclip (v1) layout of {rec.model.name}")
+    state, notes = _v1_state(checkpoint, rec)
     model_id = model_id or rec.model.name
     details = _detection_record(rec, checkpoint, notes)
     record = checkpoint_record(checkpoint_path, None, record=ImportedCheckpoint, **details, source_url=source_url)
@@ -210,27 +253,15 @@ def import_checkpoint(
         write_package(rec, state, staged, templates)
         logit_scale = _logit_scale(state, rec.descriptor)
         del state, checkpoint  # the weights are on disk now: free them before onnxruntime loads the package
-        provenance = CoreImportProvenance(
-            built_by="python -m core models import",
-            checkpoint=record,
-            template=TemplateRecord(tag=arch.tag, descriptor_sha256=_descriptor_sha256(templates, arch.tag)),
-            onnxruntime=ort.__version__,
-            numpy=np.__version__,
-        )
+        provenance = _provenance(record, arch.tag, templates)
         card = _card(rec, model_id, logit_scale, provenance)
         write_card(staged, card)
         parity = {**_check_runs(staged, arch.resolution), "template_check": dataclasses.asdict(rec.descriptor.check)}
         if library is not None:
-            kept = keep_checkpoint(checkpoint_path, library, record.sha256)
-            record = dataclasses.replace(record, kept=checkpoint_record(kept, library, record.sha256).kept)
-            log(f"kept the checkpoint as {kept} (fine-tuning rebuilds the model from it)")
-        provenance = dataclasses.replace(
-            provenance,
-            checkpoint=record,
-            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            build_seconds=round(time.perf_counter() - started, 1),
+            record = _keep_in_library(checkpoint_path, library, record, log)
+        finalize_package(
+            staged, dataclasses.replace(card, provenance=_finished(provenance, record, started), parity=parity)
         )
-        finalize_package(staged, dataclasses.replace(card, provenance=provenance, parity=parity))
         return install_package(staged, install_root, model_id)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)

@@ -114,6 +114,106 @@ def photos_to_index(
     return todo
 
 
+def _plan(
+    roots: list[Path], index: PhotoIndex, model: ModelPackage, report: IndexReport
+) -> tuple[list[PhotoFile], str]:
+    """Scans `roots`, follows moved photos and forgets deleted ones, then picks the photos to (re)index.
+
+    Fills the report's found/moved/removed/unchanged counts; returns those photos and the model's vector store key.
+    """
+    files = list(scan(roots))
+    report.found = len(files)
+    resolved = [r.resolve() for r in roots]
+    report.moved, report.removed = _reconcile(index, resolved, files)
+
+    store_key = index.vectors.key_for(model.card)  # photos its image side embedded for another model count
+    todo = photos_to_index(files, index, store_key, model.dim, resolved)
+    report.unchanged = len(files) - len(todo)
+    return todo, store_key
+
+
+_Decoded = tuple[PhotoRecord, np.ndarray]
+_Failure = tuple[str, str, int | None, int | None]  # (path, reason, size, mtime_ns), as PhotoIndex.save_batch takes it
+
+
+@dataclass
+class _Batch:
+    """One batch taken from the decoders: the photos decoded (records and pixels) and the ones that failed."""
+
+    ok: list[PhotoRecord] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    failures: list[_Failure] = field(default_factory=list)
+
+    @property
+    def taken(self) -> int:
+        """Photos in the batch, decoded or failed (both count towards the batch size and the progress)."""
+        return len(self.ok) + len(self.failures)
+
+
+class _DecodeAhead:
+    """Decodes photos on a thread pool ahead of embedding by a bounded window, so memory stays flat."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        photos: Iterable[PhotoFile],
+        window: int,
+        decode: Callable[[PhotoFile], _Decoded],
+    ) -> None:
+        self.pending: deque[tuple[PhotoFile, Future[_Decoded]]] = deque()
+        self._pool = pool
+        self._queue = iter(photos)
+        self._window = window
+        self._decode = decode
+
+    def refill(self) -> None:
+        """Submits the next photos until `window` decodes are pending or no photo is left."""
+        while len(self.pending) < self._window:
+            photo = next(self._queue, None)
+            if photo is None:
+                return
+            self.pending.append((photo, self._pool.submit(self._decode, photo)))
+
+    def cancel(self) -> None:
+        """Cancels the pending decodes that have not started."""
+        for _, future in self.pending:
+            future.cancel()
+
+    def next_batch(self, batch_size: int) -> _Batch:
+        """Waits for up to `batch_size` decodes in scan order, refilling the window after each one."""
+        batch = _Batch()
+        while self.pending and batch.taken < batch_size:
+            photo, future = self.pending.popleft()
+            try:
+                record, views = future.result()
+                batch.ok.append(record)
+                batch.pixels.append(views)
+            except PhotoSeekError as exc:  # unreadable image, or a name the index cannot store
+                batch.failures.append((photo.path, str(exc), photo.size, photo.mtime_ns))
+            except Exception as exc:  # a decoder bug on one odd file must not stop the whole run
+                batch.failures.append((photo.path, f"{type(exc).__name__}: {exc}", photo.size, photo.mtime_ns))
+            self.refill()
+        return batch
+
+
+def _commit_batch(
+    batch: _Batch,
+    index: PhotoIndex,
+    model: ModelPackage,
+    store_key: str,
+    on_batch: Callable[[list[int], np.ndarray], None] | None,
+    report: IndexReport,
+) -> None:
+    """Embeds the batch and saves it with its failures (so a killed run loses at most this batch), then reports it."""
+    vectors = model.embed_pixels(np.stack(batch.pixels)) if batch.pixels else np.zeros((0, model.dim), np.float32)
+    ids = index.save_batch(store_key, batch.ok, vectors, batch.failures)
+    if on_batch is not None:
+        on_batch(ids, vectors)
+    report.indexed += len(batch.ok)
+    report.failed += len(batch.failures)
+    report.failures.extend((path, reason) for path, reason, _, _ in batch.failures)
+
+
 def index_paths(
     roots: Iterable[Path],
     index: PhotoIndex,
@@ -137,14 +237,7 @@ def index_paths(
     started = time.perf_counter()
     roots = [Path(r).expanduser() for r in roots]
     report = IndexReport()
-    files = list(scan(roots))
-    report.found = len(files)
-    resolved = [r.resolve() for r in roots]
-    report.moved, report.removed = _reconcile(index, resolved, files)
-
-    store_key = index.vectors.key_for(model.card)  # photos its image side embedded for another model count
-    todo = photos_to_index(files, index, store_key, model.dim, resolved)
-    report.unchanged = len(files) - len(todo)
+    todo, store_key = _plan(roots, index, model, report)
     total = len(todo)
     if progress:
         progress(0, total)
@@ -152,47 +245,16 @@ def index_paths(
     workers = workers or max(1, os.cpu_count() or 1)
     done = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        # Decoding runs ahead of embedding by a bounded window, so memory stays flat.
-        pending: deque[tuple[PhotoFile, Future[tuple[PhotoRecord, np.ndarray]]]] = deque()
-        queue = iter(todo)
-        window = batch_size * 2
-
-        def refill() -> None:
-            while len(pending) < window:
-                photo = next(queue, None)
-                if photo is None:
-                    return
-                pending.append((photo, pool.submit(_decode, model, photo, min_side, thumbnails)))
-
-        refill()
-        while pending:
+        decodes = _DecodeAhead(pool, todo, batch_size * 2, lambda photo: _decode(model, photo, min_side, thumbnails))
+        decodes.refill()
+        while decodes.pending:
             if cancel is not None and cancel.is_set():
                 report.cancelled = True
-                for _, future in pending:
-                    future.cancel()
+                decodes.cancel()
                 break
-            ok: list[PhotoRecord] = []
-            pixels: list[np.ndarray] = []
-            failures: list[tuple[str, str, int | None, int | None]] = []
-            while pending and len(ok) + len(failures) < batch_size:
-                photo, future = pending.popleft()
-                try:
-                    record, views = future.result()
-                    ok.append(record)
-                    pixels.append(views)
-                except PhotoSeekError as exc:  # unreadable image, or a name the index cannot store
-                    failures.append((photo.path, str(exc), photo.size, photo.mtime_ns))
-                except Exception as exc:  # a decoder bug on one odd file must not stop the whole run
-                    failures.append((photo.path, f"{type(exc).__name__}: {exc}", photo.size, photo.mtime_ns))
-                refill()
-            vectors = model.embed_pixels(np.stack(pixels)) if pixels else np.zeros((0, model.dim), np.float32)
-            ids = index.save_batch(store_key, ok, vectors, failures)
-            if on_batch is not None:
-                on_batch(ids, vectors)
-            report.indexed += len(ok)
-            report.failed += len(failures)
-            report.failures.extend((path, reason) for path, reason, _, _ in failures)
-            done += len(ok) + len(failures)
+            batch = decodes.next_batch(batch_size)
+            _commit_batch(batch, index, model, store_key, on_batch, report)
+            done += batch.taken
             if progress:
                 progress(done, total)
     report.seconds = time.perf_counter() - started

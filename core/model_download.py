@@ -18,9 +18,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import PhotoSeekError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 _APPLE_CDN = "https://docs-assets.developer.apple.com/ml-research/datasets/mobileclip/"
 _HF = "https://huggingface.co/apple/{repo}/resolve/main/{file}"
@@ -79,6 +84,130 @@ def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
+@dataclass
+class _Backoff:
+    """Counts failed attempts (cut connections and early ends alike) and waits longer after each one."""
+
+    retries: int
+    retry_wait: float
+    failures: int = 0
+
+    def wait_again(self) -> bool:
+        """Counts one more failure; False once more than ``retries`` have failed, else waits and returns True."""
+        self.failures += 1
+        if self.failures > self.retries:
+            return False
+        time.sleep(self.retry_wait * self.failures)
+        return True
+
+
+@dataclass
+class _Transfer:
+    """One download's state across its attempts: bytes in the ``.part`` file (``have``) and the size it must reach."""
+
+    url: str
+    dest: Path
+    expected_size: int | None
+    timeout: float
+    bar: tqdm
+    progress: Callable[[int, int | None], None] | None
+    stop: threading.Event | None
+    have: int = field(default=0, init=False)
+    total: int | None = field(init=False)
+    part: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.part = self.dest.with_name(self.dest.name + ".part")
+        self.total = self.expected_size  # until a server announces the size
+
+    def part_is_whole(self) -> bool:
+        """Reads how far the part file got (this run or an earlier one); True when it already has every byte."""
+        self.have = self.part.stat().st_size if self.part.exists() else 0
+        return bool(self.total is not None and self.have == self.total and self.have)
+
+    def attempt(self) -> None:
+        """One request from byte ``have`` onwards, streamed into the part file; network errors propagate."""
+        with _open(self.url, self.have, self.timeout) as response:
+            mode = self._accept(response)
+            self._stream(response, mode)
+
+    def _accept(self, response: http.client.HTTPResponse) -> str:
+        """Checks the response continues the part file (206) or restarts it (200); returns the file's open mode."""
+        if response.status == 206:
+            first, size = _content_range(response.headers.get("Content-Range"))
+            if first != self.have:
+                raise DownloadError(f"{self.url}: asked for byte {self.have} onwards, the server sent from {first}")
+            mode = "ab"
+        else:  # 200: the server ignored the Range header or we start fresh
+            length = response.headers.get("Content-Length")
+            size, self.have, mode = (int(length) if length else None), 0, "wb"
+        if self.expected_size is not None and size is not None and size != self.expected_size:
+            raise DownloadError(
+                f"{self.url}: the server offers {size:,} bytes but {self.expected_size:,} are expected: refused "
+                "(wrong URL or a changed file)"
+            )
+        self.total = size if size is not None else self.total
+        self.bar.reset(total=self.total)
+        self.bar.update(self.have)
+        return mode
+
+    def _stream(self, response: http.client.HTTPResponse, mode: str) -> None:
+        """Appends the response to the part file chunk by chunk, reporting progress and honouring ``stop``."""
+        with self.part.open(mode) as out:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                self.bar.update(len(chunk))
+                self.have += len(chunk)
+                if self.progress is not None:
+                    self.progress(self.have, self.total)
+                if self.stop is not None and self.stop.is_set():
+                    raise DownloadStopped(f"the download of {self.dest.name} was stopped at {self.have:,} bytes")
+
+    def whole_after_refusal(self, exc: urllib.error.HTTPError) -> bool:
+        """True when a 416 says the part file already has every byte; another 416 deletes it (start over, False).
+
+        Any other HTTP status raises DownloadError with it. Called while ``exc`` is being handled.
+        """
+        if exc.code == 416 and self.have:  # nothing after our partial file: complete if the sizes agree
+            found = re.fullmatch(r"bytes \*/(\d+)", (exc.headers.get("Content-Range") or "").strip())
+            if found and int(found.group(1)) == self.have and self.expected_size in (None, self.have):
+                self.total = self.have
+                return True
+            self.part.unlink()
+            return False
+        hint = " (no such file at this address: it may have moved)" if exc.code == 404 else ""
+        raise DownloadError(f"{self.url}: HTTP {exc.code} {exc.reason}{hint}", exc.code) from None
+
+    def received_all(self) -> bool:
+        """After a response ended: True when the part file reached the size, False when the connection ended early."""
+        self.have = self.part.stat().st_size
+        if self.total is None or self.have == self.total:
+            self.total = self.have
+            return True
+        if self.have > self.total:
+            self.part.unlink()
+            raise DownloadError(
+                f"{self.url}: received {self.have:,} bytes, more than the announced {self.total:,}: refused"
+            )
+        return False
+
+    def finish(self, expected_sha256: str | None) -> None:
+        """Checks the final size and the sha256 (a mismatching file is deleted), then renames the part file to dest."""
+        if self.expected_size is not None and self.total != self.expected_size:
+            raise DownloadError(f"{self.url}: {self.total:,} bytes received, {self.expected_size:,} expected")
+        if expected_sha256 is not None:
+            digest = hashlib.sha256()
+            with self.part.open("rb") as handle:
+                while block := handle.read(_CHUNK):
+                    digest.update(block)
+            if digest.hexdigest() != expected_sha256.lower():
+                self.part.unlink()
+                raise DownloadError(
+                    f"{self.url}: sha256 {digest.hexdigest()} does not match the expected {expected_sha256}"
+                )
+        os.replace(self.part, self.dest)
+
+
 def download_file(
     url: str,
     dest: Path,
@@ -106,82 +235,32 @@ def download_file(
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    total = expected_size
-    failures = 0
+    backoff = _Backoff(retries, retry_wait)
     with tqdm(unit="B", unit_scale=True, desc=dest.name, disable=not show_progress, leave=False) as bar:
+        transfer = _Transfer(url, dest, expected_size, timeout, bar, progress, stop)
         while True:
             if stop is not None and stop.is_set():
                 raise DownloadStopped(f"the download of {dest.name} was stopped")
-            have = part.stat().st_size if part.exists() else 0
-            if total is not None and have == total and have:
+            if transfer.part_is_whole():
                 break
             try:
-                with _open(url, have, timeout) as response:
-                    if response.status == 206:
-                        first, size = _content_range(response.headers.get("Content-Range"))
-                        if first != have:
-                            raise DownloadError(f"{url}: asked for byte {have} onwards, the server sent from {first}")
-                        mode = "ab"
-                    else:  # 200: the server ignored the Range header or we start fresh
-                        length = response.headers.get("Content-Length")
-                        size, have, mode = (int(length) if length else None), 0, "wb"
-                    if expected_size is not None and size is not None and size != expected_size:
-                        raise DownloadError(
-                            f"{url}: the server offers {size:,} bytes but {expected_size:,} are expected: refused "
-                            "(wrong URL or a changed file)"
-                        )
-                    total = size if size is not None else total
-                    bar.reset(total=total)
-                    bar.update(have)
-                    with part.open(mode) as out:
-                        while chunk := response.read(_CHUNK):
-                            out.write(chunk)
-                            bar.update(len(chunk))
-                            have += len(chunk)
-                            if progress is not None:
-                                progress(have, total)
-                            if stop is not None and stop.is_set():
-                                raise DownloadStopped(f"the download of {dest.name} was stopped at {have:,} bytes")
+                transfer.attempt()
             except urllib.error.HTTPError as exc:
-                if exc.code == 416 and have:  # nothing after our partial file: complete if the sizes agree
-                    found = re.fullmatch(r"bytes \*/(\d+)", (exc.headers.get("Content-Range") or "").strip())
-                    if found and int(found.group(1)) == have and expected_size in (None, have):
-                        total = have
-                        break
-                    part.unlink()
-                    continue
-                hint = " (no such file at this address: it may have moved)" if exc.code == 404 else ""
-                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}{hint}", exc.code) from None
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                failures += 1
-                if failures > retries:
-                    raise DownloadError(
-                        f"{url}: download failed {failures} times ({exc}); the partial file {part} is kept and the "
-                        "next run resumes it"
-                    ) from exc
-                time.sleep(retry_wait * failures)
+                if transfer.whole_after_refusal(exc):
+                    break
                 continue
-            have = part.stat().st_size
-            if total is None or have == total:
-                total = have
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                if not backoff.wait_again():
+                    raise DownloadError(
+                        f"{url}: download failed {backoff.failures} times ({exc}); the partial file {transfer.part} "
+                        "is kept and the next run resumes it"
+                    ) from exc
+                continue
+            if transfer.received_all():
                 break
-            if have > total:
-                part.unlink()
-                raise DownloadError(f"{url}: received {have:,} bytes, more than the announced {total:,}: refused")
-            failures += 1  # the connection ended early: resume from where it stopped
-            if failures > retries:
-                raise DownloadError(f"{url}: the connection kept ending early ({have:,} of {total:,} bytes)")
-            time.sleep(retry_wait * failures)
-    if expected_size is not None and total != expected_size:
-        raise DownloadError(f"{url}: {total:,} bytes received, {expected_size:,} expected")
-    if expected_sha256 is not None:
-        digest = hashlib.sha256()
-        with part.open("rb") as handle:
-            while block := handle.read(_CHUNK):
-                digest.update(block)
-        if digest.hexdigest() != expected_sha256.lower():
-            part.unlink()
-            raise DownloadError(f"{url}: sha256 {digest.hexdigest()} does not match the expected {expected_sha256}")
-    os.replace(part, dest)
+            if not backoff.wait_again():  # the connection ended early: resume from where it stopped
+                raise DownloadError(
+                    f"{url}: the connection kept ending early ({transfer.have:,} of {transfer.total:,} bytes)"
+                )
+    transfer.finish(expected_sha256)
     return dest
