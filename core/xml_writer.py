@@ -24,6 +24,29 @@ def _line_indent(text: str | None) -> str | None:
     return None if tail.strip() else tail
 
 
+def _qualify(
+    name: str, attribute: bool, scope: dict[str, str], own: list[tuple[str, str]], prefixes: dict[str, str]
+) -> str:
+    """`name` ("{uri}local") as the file writes it: the prefix bound in `scope`, else a new one (from `prefixes`,
+    numbered when taken) that is bound in `scope` and added to `own`, the element's own declarations."""
+    if not name.startswith("{"):
+        if not attribute and scope.get(""):  # an unqualified element under a default namespace
+            own.append(("", ""))
+            scope[""] = ""
+        return name
+    uri, local = name[1:].split("}", 1)
+    for prefix, bound in scope.items():
+        if bound == uri and (prefix or not attribute):
+            return f"{prefix}:{local}" if prefix else local
+    prefix, n = prefixes.get(uri, "ns"), 1
+    while (prefix if n == 1 else f"{prefix}{n}") in scope:
+        n += 1
+    prefix = prefix if n == 1 else f"{prefix}{n}"
+    own.append((prefix, uri))
+    scope[prefix] = uri
+    return f"{prefix}:{local}"
+
+
 def write_element(
     element: ET.Element,
     declarations: dict[ET.Element, list[tuple[str, str]]],
@@ -45,27 +68,8 @@ def write_element(
     else:
         own = list(declarations.get(element, []))
         scope = {**scope, **dict(own)}
-
-        def qualify(name: str, attribute: bool) -> str:
-            if not name.startswith("{"):
-                if not attribute and scope.get(""):  # an unqualified element under a default namespace
-                    own.append(("", ""))
-                    scope[""] = ""
-                return name
-            uri, local = name[1:].split("}", 1)
-            for prefix, bound in scope.items():
-                if bound == uri and (prefix or not attribute):
-                    return f"{prefix}:{local}" if prefix else local
-            prefix, n = prefixes.get(uri, "ns"), 1
-            while (prefix if n == 1 else f"{prefix}{n}") in scope:
-                n += 1
-            prefix = prefix if n == 1 else f"{prefix}{n}"
-            own.append((prefix, uri))
-            scope[prefix] = uri
-            return f"{prefix}:{local}"
-
-        name = qualify(element.tag, False)
-        attributes = [(qualify(key, True), value) for key, value in element.attrib.items()]
+        name = _qualify(element.tag, False, scope, own, prefixes)
+        attributes = [(_qualify(key, True, scope, own, prefixes), value) for key, value in element.attrib.items()]
         first = [(key, value) for key, value in attributes if key.startswith("rdf:")]  # rdf:about stays up front
         items = [f'{key}="{_escape(value, True)}"' for key, value in first]
         declared = [f'xmlns{":" + prefix if prefix else ""}="{_escape(uri, True)}"' for prefix, uri in own]
