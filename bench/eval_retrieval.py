@@ -42,7 +42,7 @@ from core.model_store import ModelStore  # noqa: E402
 from core.paths import library_dir  # noqa: E402
 from core.tagging import Tagger  # noqa: E402
 from tests.photo_corpus import CorpusPhoto, available_photos, load_photo  # noqa: E402
-from tests.photo_corpus_tags import ABSENT_QUERIES, GENERIC_QUERIES, QUERY_GROUPS, groups_of  # noqa: E402
+from tests.photo_corpus_tags import ABSENT_QUERIES, GENERIC_QUERIES, HELD_OUT, QUERY_GROUPS, groups_of  # noqa: E402
 
 KS = (1, 5, 10)
 PRECISION_GOAL, RECALL_GOAL = 0.7, 0.5  # issue 16's auto-tag goal: precision >= 0.7 with recall >= 0.5
@@ -105,7 +105,8 @@ def tag_ceiling(photos: list[CorpusPhoto], images: np.ndarray, tags: list[str], 
         reaching = [(s, q) for s, q in scored if q[floor_key] >= floor]
         if not reaching:
             s, q = max(scored, key=lambda pair: pair[1][floor_key])
-            return f"no setting reaches {floor_key} {floor} (highest {q[floor_key]:.2f}: z >= {s.min_z:g}, {s.max_tags} best)"
+            highest = f"highest {q[floor_key]:.2f}: z >= {s.min_z:g}, {s.max_tags} best"
+            return f"no setting reaches {floor_key} {floor} ({highest})"
         s, q = max(reaching, key=lambda pair: pair[1][key])
         return f"best {key} {q[key]:.2f} at {floor_key} {q[floor_key]:.2f} (z >= {s.min_z:g}, {s.max_tags} best)"
 
@@ -170,14 +171,21 @@ def cutoff_quality(model: ModelPackage, photos: list[CorpusPhoto], images: np.nd
     captions = model.embed_texts([p.caption for p in photos], as_query=True) @ images.T
     absent = model.embed_texts(list(ABSENT_QUERIES), as_query=True) @ images.T
     kept = [matches(row, stats, model.card.cutoff) for row in captions]
-    found = np.mean([i in row for i, row in enumerate(kept)])
+    found = np.array([i in row for i, row in enumerate(kept)])
+    held_out = held_out_mask(photos)
     absent_counts = [len(matches(row, stats, model.card.cutoff)) for row in absent]
     return (
         f"  cutoff{'' if model.card.cutoff else ' (default, not measured for this card)'}: caption's photo among the "
-        f"results {found:.2f}, results per caption median {np.median([len(k) for k in kept]):.0f}; "
-        f"{len(ABSENT_QUERIES)} absent things: median {np.median(absent_counts):.1f}, max {max(absent_counts)} results "
-        f"(no cutoff: {len(photos)})"
+        f"results {found.mean():.2f}{f' (held out: {found[held_out].mean():.2f})' if held_out.any() else ''}, "
+        "results per caption median "
+        f"{np.median([len(k) for k in kept]):.0f}; {len(ABSENT_QUERIES)} absent things: median "
+        f"{np.median(absent_counts):.1f}, max {max(absent_counts)} results (no cutoff: {len(photos)})"
     )
+
+
+def held_out_mask(photos: list[CorpusPhoto]) -> np.ndarray:
+    """Which photos were added after the starter's settings were chosen (tests/photo_corpus_tags.HELD_OUT)."""
+    return np.array([p.name in HELD_OUT for p in photos], dtype=bool)
 
 
 def embed_cost(models: list[ModelPackage], photos: list[CorpusPhoto], rounds: int = 3) -> list[float]:
@@ -202,15 +210,25 @@ def report(model: ModelPackage, label: str, photos: list[CorpusPhoto], errors: b
     rows = [("all", np.ones(len(photos), bool))]
     for group in [*QUERY_GROUPS, "other"]:
         rows.append((group, np.array([group in groups_of(p.tags) for p in photos])))
+    if held_out_mask(photos).any():
+        rows += [("tuned on", ~held_out_mask(photos)), ("held out", held_out_mask(photos))]
     for name, mask in rows:
         recalls = "  ".join(f"R@{k} {recall_at(ranks[mask], k):.2f}" for k in KS)
         print(f"  {name:<16} {int(mask.sum()):>3} queries  {recalls}")
     tags, matrix = vocabulary_matrix(model)
     suggested = suggested_tags(images, tags, matrix, [model.card.tagging])[0]
     quality = tag_quality(photos, suggested, tags)
+    held_out = held_out_mask(photos)
+    parts = ""
+    if held_out.any():
+        for name, mask in (("tuned on", ~held_out), ("held out", held_out)):
+            rows = np.flatnonzero(mask)
+            part = tag_quality([photos[i] for i in rows], [suggested[i] for i in rows], tags)
+            parts += f"; {name}: precision {part['precision']:.2f}  recall {part['recall']:.2f}"
     print(
         f"  tags: precision {quality['precision']:.2f}  recall {quality['recall']:.2f}  "
         f"{quality['tags_per_photo']:.1f} per photo  untagged {quality['untagged']:.0%}"
+        + (f" ({parts[2:]})" if parts else "")
     )
     if errors:
         print(tag_errors(photos, suggested, tags))

@@ -62,6 +62,9 @@ _PACKAGES = {
     "lomiri-wallpapers-20.04": _Package("Debian", "lomiri-wallpapers-20.04", "root", "", "usr/share/backgrounds"),
     "mate-backgrounds": _Package("Debian", "mate-backgrounds", "root", "", "usr/share/backgrounds/mate"),
     "ultralytics": _Package("PyPI", "ultralytics", "module", "ultralytics", "assets"),
+    "plasma-workspace-wallpapers": _Package(
+        "Debian", "plasma-workspace-wallpapers", "root", "", "usr/share/wallpapers"
+    ),
 }
 
 # (package, file inside its photo folder, name, caption, labels). ".npz" files hold a uint8 array under "data".
@@ -234,6 +237,30 @@ _CATALOGUE: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
      ("flower",)),
     ("mate-backgrounds", "nature/Wood.jpg", "wooden_planks", "close-up of pale weathered wooden planks", ("wood",)),
     ("mate-backgrounds", "nature/Blinds.jpg", "green_leaf", "close-up of a ribbed bright green leaf", ("leaf",)),
+    # plasma-workspace-wallpapers (Debian, LGPL-3): KDE's wallpapers that are photographs. Added after every starter
+    # setting was chosen, so they are held out (photo_corpus_tags.HELD_OUT).
+    ("plasma-workspace-wallpapers", "BytheWater/contents/images/1920x1080.jpg", "jetty_planks",
+     "close-up of the planks of a wooden jetty by a lake, trees and clouds beyond", ("jetty", "lake")),
+    ("plasma-workspace-wallpapers", "ColdRipple/contents/images/1920x1080.jpg", "foggy_pier",
+     "black-and-white photo of a wooden pier in thick fog over still water", ("pier", "fog")),
+    ("plasma-workspace-wallpapers", "ColorfulCups/contents/images/2560x1600.jpg", "stacked_cups",
+     "rows of blue, pink and red plastic cups seen from above", ("cups",)),
+    ("plasma-workspace-wallpapers", "DarkestHour/contents/images/1920x1080.jpg", "blue_hour_lake",
+     "a misty lake at dusk in deep blue light, wooded islands on the horizon", ("lake", "mist")),
+    ("plasma-workspace-wallpapers", "EveningGlow/contents/images/1920x1080.jpg", "rowing_boats_sunset",
+     "wooden rowing boats on a lake shore under a sunset sky, hills behind", ("boats", "lake", "sunset")),
+    ("plasma-workspace-wallpapers", "FallenLeaf/contents/images/1920x1080.jpg", "autumn_leaf",
+     "close-up of a fallen orange maple leaf among autumn leaves", ("leaf",)),
+    ("plasma-workspace-wallpapers", "Grey/contents/images/1920x1080.jpg", "white_facade",
+     "black-and-white photo of the curved white slats of a modern building's facade", ("facade",)),
+    ("plasma-workspace-wallpapers", "Kite/contents/images/1920x1080.jpg", "kite_sky",
+     "a rainbow-coloured kite flying in a deep blue sky with white clouds", ("kite", "sky")),
+    ("plasma-workspace-wallpapers", "OneStandsOut/contents/images/1920x1080.jpg", "moss_sprig",
+     "green star-shaped moss seen from above with one orange sprig", ("moss",)),
+    ("plasma-workspace-wallpapers", "Path/contents/images/1920x1080.jpg", "forest_path",
+     "a narrow dirt path through a dark green pine forest", ("path", "forest")),
+    ("plasma-workspace-wallpapers", "summer_1am/contents/images/1920x1080.jpg", "lake_twilight",
+     "a calm lake under a purple and pink twilight sky, reeds in the water", ("lake", "sky")),
 )
 # fmt: on
 

@@ -19,7 +19,7 @@ from tests.photo_corpus import (
     materialize,
     photo_path,
 )
-from tests.photo_corpus_tags import QUERY_GROUPS, TAGS, groups_of, tags_of
+from tests.photo_corpus_tags import HELD_OUT, QUERY_GROUPS, TAGS, groups_of, tags_of
 
 SKIMAGE_NAMES = [p.name for p in all_photos() if p.source.startswith("PyPI scikit-image:")]
 
@@ -63,6 +63,7 @@ def test_every_photo_has_tags_from_the_default_vocabulary() -> None:
         assert len(set(photo.tags)) == len(photo.tags), photo.name
         assert set(photo.tags) <= vocabulary, (photo.name, set(photo.tags) - vocabulary)
     assert set(TAGS) == {p.name for p in all_photos()}  # no tags for a photo the catalogue lacks
+    assert HELD_OUT < set(TAGS)  # the held-out photos are catalogue photos, and not all of them
 
 
 def test_query_groups_cover_the_hard_kinds_of_photo() -> None:
