@@ -15,6 +15,9 @@ prints the tags most often given wrongly and most often missed, with their count
 settings (min_z, max_tags) could reach on this model's embeddings against the auto-tag goal (precision >= 0.7 with
 recall >= 0.5).
 
+Photos added after the starter's settings were chosen (tests/photo_corpus_tags.HELD_OUT) are also reported apart
+("tuned on" / "held out" rows, tags and cutoff): they show whether the tuned figures hold on new photos.
+
 Several `--package` folders compare models in one run (e.g. today's starter against a new build). Set
 PHOTOSEEK_CORPUS_ROOTS to folders where the corpus's Debian packages (and unpacked wheels) lie to evaluate on more
 than the installed PyPI photos (see tests/photo_corpus.py).
@@ -219,16 +222,15 @@ def report(model: ModelPackage, label: str, photos: list[CorpusPhoto], errors: b
     suggested = suggested_tags(images, tags, matrix, [model.card.tagging])[0]
     quality = tag_quality(photos, suggested, tags)
     held_out = held_out_mask(photos)
-    parts = ""
-    if held_out.any():
-        for name, mask in (("tuned on", ~held_out), ("held out", held_out)):
-            rows = np.flatnonzero(mask)
-            part = tag_quality([photos[i] for i in rows], [suggested[i] for i in rows], tags)
-            parts += f"; {name}: precision {part['precision']:.2f}  recall {part['recall']:.2f}"
+    parts = []
+    for name, mask in (("tuned on", ~held_out), ("held out", held_out)) if held_out.any() else ():
+        members = np.flatnonzero(mask)
+        part = tag_quality([photos[i] for i in members], [suggested[i] for i in members], tags)
+        parts.append(f"{name}: precision {part['precision']:.2f}  recall {part['recall']:.2f}")
     print(
         f"  tags: precision {quality['precision']:.2f}  recall {quality['recall']:.2f}  "
         f"{quality['tags_per_photo']:.1f} per photo  untagged {quality['untagged']:.0%}"
-        + (f" ({parts[2:]})" if parts else "")
+        + (f" ({'; '.join(parts)})" if parts else "")
     )
     if errors:
         print(tag_errors(photos, suggested, tags))
