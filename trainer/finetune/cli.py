@@ -41,40 +41,45 @@ def register(commands: Any) -> None:
         "--max-forgetting", type=float, help="largest drop of generic R@5 that --activate accepts (0.01)"
     )
     finetune.add_argument("--force", action="store_true", help="activate even when the model forgets too much")
-    finetune.add_argument(
+    _add_training_options(finetune)
+    add_library_option(finetune)
+    finetune.set_defaults(handler=_cmd_finetune)
+
+
+def _add_training_options(parser: Any) -> None:
+    """Teachers, loss weights, what trains and how, and how progress shows (each help gives the default)."""
+    parser.add_argument(
         "--teachers", nargs="*", metavar="ID", help="teacher models besides the base (default: every installed model "
         "that is not itself an album fine-tune; give none for the base alone)",
     )  # fmt: skip
-    finetune.add_argument(
+    parser.add_argument(
         "--lambda", dest="lam", type=float, help="distillation weight on the label captions (0; 0.5 with --text-only)"
     )
-    finetune.add_argument("--lambda-syn", type=float, help="distillation weight on the concept captions (1)")
-    finetune.add_argument(
+    parser.add_argument("--lambda-syn", type=float, help="distillation weight on the concept captions (1)")
+    parser.add_argument(
         "--anchor", type=float, help="weight of the text anchor that keeps generic captions in place (30 for a "
         "text-only fine-tune of the starter, else 0)",
     )  # fmt: skip
-    finetune.add_argument("--augmentations", type=int, help="stored augmentations per photo (4)")
-    finetune.add_argument("--text-layers", type=int, help="top text layers that train (2)")
-    finetune.add_argument("--image-blocks", type=int, help="last image trunk blocks that train, MobileCLIP bases (2)")
-    finetune.add_argument(
+    parser.add_argument("--augmentations", type=int, help="stored augmentations per photo (4)")
+    parser.add_argument("--text-layers", type=int, help="top text layers that train (2)")
+    parser.add_argument("--image-blocks", type=int, help="last image trunk blocks that train, MobileCLIP bases (2)")
+    parser.add_argument(
         "--text-only", action="store_true", help="train the text side only: photos keep the base's embeddings"
     )
-    finetune.add_argument("--batch-size", type=int, help="photos per step (32)")
-    finetune.add_argument(
+    parser.add_argument("--batch-size", type=int, help="photos per step (32)")
+    parser.add_argument(
         "--lr", type=float, help="learning rate (1e-4 for the starter, 5e-5 text-only; 3e-5 for MobileCLIP)"
     )
-    finetune.add_argument("--val-fraction", type=float, help="share of each label held out for validation (0.2)")
-    finetune.add_argument("--seed", type=int, help="seed of the split, augmentations and training (0)")
-    finetune.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (auto: GPU if present)")
-    finetune.add_argument("--no-progress", action="store_true", help="no progress bar")
-    finetune.add_argument(
+    parser.add_argument("--val-fraction", type=float, help="share of each label held out for validation (0.2)")
+    parser.add_argument("--seed", type=int, help="seed of the split, augmentations and training (0)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (auto: GPU if present)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
         "--progress-json", action="store_true", help="for programs (the app): instead of the bar and the summary, "
         "one JSON object per line on stdout: {\"event\": \"progress\", \"phase\", \"step\", \"total\", "
         "\"elapsed_s\", \"eta_s\"} as it goes, then {\"event\": \"report\", ...} or {\"event\": \"error\", "
         "\"message\"}; the summary goes to stderr",
     )  # fmt: skip
-    add_library_option(finetune)
-    finetune.set_defaults(handler=_cmd_finetune)
 
 
 def _emit(event: dict) -> None:
