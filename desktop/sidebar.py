@@ -94,6 +94,15 @@ class CountList(QTreeWidget):
             super().keyPressEvent(event)
 
 
+def _column() -> tuple[QWidget, QVBoxLayout]:
+    """A widget with a tight vertical layout, for one pane of the sidebar's splitter."""
+    widget = QWidget()
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(2)
+    return widget, layout
+
+
 def describe_incomplete(name: str, tooltip: str, left: int | None) -> tuple[str, str]:
     """A folder row's name and tooltip when its indexing did not finish (`left`: photos not indexed, if counted)."""
     count = "" if left is None else f"{left:,} photo{'s' if left != 1 else ''} not indexed yet. "
@@ -131,6 +140,19 @@ class Sidebar(QWidget):
         self._tags: list[tuple[str, int]] = []
         self._watched: set[str] = set()
 
+        self.splitter = QSplitter(Qt.Vertical)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self._build_folders())
+        self.splitter.addWidget(self._build_tags())
+        self.splitter.setStretchFactor(0, 1)  # a few folders, many tags
+        self.splitter.setStretchFactor(1, 3)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.splitter)
+        self._update_buttons()
+
+    def _build_folders(self) -> QWidget:
+        """The "Folders" header (with the add / rescan / remove buttons) above the folder list."""
         self.folders = CountList("folderList")
         self.folders.itemClicked.connect(lambda item: self._choose_folder(self.folders.value_of(item)))
         self.folders.activated_key.connect(self._choose_folder)
@@ -154,7 +176,13 @@ class Sidebar(QWidget):
         folder_header.addWidget(_section_label("Folders"), 1)
         for button in (self.add_button, self.rescan_button, self.remove_button):
             folder_header.addWidget(button)
+        top, layout = _column()
+        layout.addLayout(folder_header)
+        layout.addWidget(self.folders, 1)
+        return top
 
+    def _build_tags(self) -> QWidget:
+        """The "Tags" label, the tag filter field and the tag list."""
         self.tag_filter = QLineEdit()
         self.tag_filter.setObjectName("tagFilter")
         self.tag_filter.setPlaceholderText("Filter tags")
@@ -163,27 +191,11 @@ class Sidebar(QWidget):
         self.tags = CountList("tagList")
         self.tags.itemClicked.connect(lambda item: self._toggle_tag(self.tags.value_of(item)))
         self.tags.activated_key.connect(self._toggle_tag)
-
-        top, bottom = QWidget(), QWidget()
-        top_layout, bottom_layout = QVBoxLayout(top), QVBoxLayout(bottom)
-        for layout in (top_layout, bottom_layout):
-            layout.setContentsMargins(0, 0, 0, 0)
-            layout.setSpacing(2)
-        top_layout.addLayout(folder_header)
-        top_layout.addWidget(self.folders, 1)
-        bottom_layout.addWidget(_section_label("Tags"))
-        bottom_layout.addWidget(self.tag_filter)
-        bottom_layout.addWidget(self.tags, 1)
-        self.splitter = QSplitter(Qt.Vertical)
-        self.splitter.setChildrenCollapsible(False)
-        self.splitter.addWidget(top)
-        self.splitter.addWidget(bottom)
-        self.splitter.setStretchFactor(0, 1)  # a few folders, many tags
-        self.splitter.setStretchFactor(1, 3)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.splitter)
-        self._update_buttons()
+        bottom, layout = _column()
+        layout.addWidget(_section_label("Tags"))
+        layout.addWidget(self.tag_filter)
+        layout.addWidget(self.tags, 1)
+        return bottom
 
     def _tool_button(self, icon: object, tip: str) -> QToolButton:
         button = QToolButton()
