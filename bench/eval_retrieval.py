@@ -213,15 +213,15 @@ def report(model: ModelPackage, label: str, photos: list[CorpusPhoto], errors: b
     rows = [("all", np.ones(len(photos), bool))]
     for group in [*QUERY_GROUPS, "other"]:
         rows.append((group, np.array([group in groups_of(p.tags) for p in photos])))
-    if held_out_mask(photos).any():
-        rows += [("tuned on", ~held_out_mask(photos)), ("held out", held_out_mask(photos))]
+    held_out = held_out_mask(photos)
+    if held_out.any():
+        rows += [("tuned on", ~held_out), ("held out", held_out)]
     for name, mask in rows:
         recalls = "  ".join(f"R@{k} {recall_at(ranks[mask], k):.2f}" for k in KS)
         print(f"  {name:<16} {int(mask.sum()):>3} queries  {recalls}")
     tags, matrix = vocabulary_matrix(model)
     suggested = suggested_tags(images, tags, matrix, [model.card.tagging])[0]
     quality = tag_quality(photos, suggested, tags)
-    held_out = held_out_mask(photos)
     parts = []
     for name, mask in (("tuned on", ~held_out), ("held out", held_out)) if held_out.any() else ():
         members = np.flatnonzero(mask)
